@@ -1,0 +1,249 @@
+//! The HTTP API: routes, authentication and authorization, request parsing,
+//! problem+json errors, the OpenAPI document and operational endpoints.
+//!
+//! Handlers translate HTTP into calls on the domain services (records, feed,
+//! auth) and their results back into HTTP. No SQL and no business rules here.
+
+pub mod access;
+mod docs;
+mod feed;
+pub mod input;
+mod keys;
+mod metrics;
+pub mod openapi;
+mod ops;
+pub mod problem;
+mod records;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, MatchedPath, Path, RawQuery, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::auth::{KeyService, Principal};
+use crate::feed::FeedService;
+use crate::records::RecordService;
+use crate::records::schema::RECORD_TYPES;
+use crate::store::Store;
+pub use metrics::Metrics;
+use problem::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub records: RecordService,
+    pub feed: FeedService,
+    pub keys: KeyService,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Routes as they are registered, remembered so tests can check every one
+/// against the access table and the OpenAPI document.
+pub struct Routes {
+    router: Router<AppState>,
+    registered: Vec<(Method, String)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        self.router = self.router.route(path, on(filter, handler));
+        self.registered.push((method, path.to_owned()));
+        self
+    }
+}
+
+/// Every route of the API, without state or middleware.
+pub fn routes() -> Routes {
+    let mut r = Routes {
+        router: Router::new(),
+        registered: Vec::new(),
+    };
+    r = r
+        .add(Method::GET, "/healthz", ops::healthz)
+        .add(Method::GET, "/readyz", ops::readyz)
+        .add(Method::GET, "/metrics", ops::metrics)
+        .add(Method::GET, "/openapi.json", openapi::serve)
+        .add(Method::GET, "/docs", docs::index)
+        .add(Method::GET, "/docs/{*file}", docs::file)
+        .add(Method::GET, "/api/v1/keys", keys::list)
+        .add(Method::POST, "/api/v1/keys", keys::create)
+        .add(Method::DELETE, "/api/v1/keys/{id}", keys::revoke)
+        .add(Method::GET, "/api/v1/changes", feed::changes)
+        .add(
+            Method::GET,
+            "/api/v1/webhooks/event-types",
+            feed::event_types,
+        );
+    for kind in RECORD_TYPES {
+        let collection = format!("/api/v1/{}", kind.plural);
+        let item = format!("{collection}/{{id}}");
+        r = r
+            .add(
+                Method::GET,
+                &collection,
+                move |s: State<AppState>, q: RawQuery| records::list(kind, s, q),
+            )
+            .add(
+                Method::POST,
+                &collection,
+                move |s: State<AppState>, p: Extension<Principal>, h: HeaderMap, b: Body| {
+                    records::create(kind, s, p, h, b)
+                },
+            )
+            .add(
+                Method::GET,
+                &item,
+                move |s: State<AppState>, id: Path<String>| records::get(kind, s, id),
+            )
+            .add(
+                Method::PATCH,
+                &item,
+                move |s: State<AppState>,
+                      p: Extension<Principal>,
+                      id: Path<String>,
+                      h: HeaderMap,
+                      b: Body| { records::patch(kind, s, p, id, h, b) },
+            )
+            .add(
+                Method::DELETE,
+                &item,
+                move |s: State<AppState>,
+                      p: Extension<Principal>,
+                      id: Path<String>,
+                      h: HeaderMap| { records::delete(kind, s, p, id, h) },
+            );
+    }
+    r
+}
+
+/// The `(method, path)` of every registered route.
+pub fn registered_routes() -> Vec<(Method, String)> {
+    routes().registered
+}
+
+/// The complete application.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .router
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        "this resource does not support that method",
+    )
+}
+
+/// Log and count every request: method, route template, status, latency.
+/// Never the path's values, the query, headers or bodies.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    state
+        .metrics
+        .observe_request(&method, &route, status, elapsed);
+    response
+}
+
+/// Authenticate the key and check the route's entry in the access table.
+async fn authorize(
+    State(state): State<AppState>,
+    matched: MatchedPath,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(rule) = access::lookup(request.method(), matched.as_str()) else {
+        tracing::error!(
+            route = matched.as_str(),
+            "route missing from the access table"
+        );
+        return ApiError::forbidden("this route is not open to any role").into_response();
+    };
+    if rule == access::Access::Public {
+        return next.run(request).await;
+    }
+    let principal = match authenticate(&state, request.headers()).await {
+        Ok(principal) => principal,
+        Err(err) => return err.into_response(),
+    };
+    if !rule.allows(principal.role) {
+        return ApiError::forbidden(format!(
+            "a {} key may not call this route",
+            principal.role.as_str()
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// `Authorization: Bearer <key>`, or Basic with the key as the password.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "send an API key: Authorization: Bearer <key>",
+        ));
+    };
+    let text = value.to_str().unwrap_or("");
+    let (scheme, credentials) = text.split_once(' ').unwrap_or((text, ""));
+    let secret = if scheme.eq_ignore_ascii_case("bearer") {
+        credentials.trim().to_owned()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        STANDARD
+            .decode(credentials.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|pair| {
+                pair.split_once(':')
+                    .map(|(_, password)| password.to_owned())
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    match state.keys.authenticate(&secret).await? {
+        Some(principal) => Ok(principal),
+        None => Err(ApiError::unauthorized("the API key is unknown or revoked")),
+    }
+}

@@ -1,0 +1,236 @@
+//! Persistence behind traits, one per concern.
+//!
+//! The store owns tables, transactions, durability and the order in which
+//! events are numbered. It knows nothing of HTTP and nothing of the domain's
+//! policies: it is handed fully formed records and events, checks only what
+//! must be checked inside the transaction (versions, that referenced records
+//! exist), and reports what happened.
+//!
+//! Backends: [`sqlite`] (embedded, the default). Every backend-specific trick
+//! (SQLite's single writer with group commit, its read pool) stays inside its
+//! module, behind these traits.
+
+mod error;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use error::StoreError;
+
+/// A record as stored: `body` is the full representation the API returns.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub record_type: String,
+    pub id: i64,
+    pub version: i64,
+    pub body: Value,
+}
+
+/// A record that another record points at; it must exist and not be deleted
+/// when the write commits.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub field: String,
+    pub record_type: String,
+    pub id: i64,
+}
+
+/// The change to one record.
+#[derive(Debug, Clone)]
+pub enum RecordChange {
+    Create {
+        id: i64,
+        patient_id: Option<i64>,
+        body: Value,
+        at: String,
+    },
+    Update {
+        id: i64,
+        expected_version: i64,
+        patient_id: Option<i64>,
+        body: Value,
+        at: String,
+    },
+    Delete {
+        id: i64,
+        expected_version: Option<i64>,
+        at: String,
+    },
+}
+
+/// One write: a record change and the events it produces, committed together.
+#[derive(Debug, Clone)]
+pub struct RecordWrite {
+    pub record_type: String,
+    pub change: RecordChange,
+    pub references: Vec<Reference>,
+    pub events: Vec<NewEvent>,
+}
+
+/// An event to append. The store assigns its `sequence`.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: String,
+    pub category: String,
+    pub payload_version: i64,
+    pub occurred_at: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub record_type: Option<String>,
+    pub record_id: Option<i64>,
+    pub data: Value,
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub sequence: i64,
+    pub event: NewEvent,
+}
+
+/// Which events a read wants.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    /// Only events with a sequence greater than this.
+    pub after: i64,
+    pub limit: usize,
+    /// Exact event type names; `None` means every type.
+    pub types: Option<Vec<String>>,
+    /// Event categories that may be returned.
+    pub categories: Vec<String>,
+}
+
+/// One page of the event log, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// More matching events exist after the last one returned.
+    pub has_more: bool,
+    /// Every event up to this sequence has been considered: a reader may
+    /// continue from here without missing anything.
+    pub scanned_through: i64,
+}
+
+/// Which records a list wants.
+#[derive(Debug, Clone)]
+pub struct RecordQuery {
+    pub record_type: String,
+    pub after_id: i64,
+    pub limit: usize,
+    pub patient_id: Option<i64>,
+}
+
+/// An API key as stored (the secret itself is never stored, only its hash).
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub key_hash: Vec<u8>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// What the store reports about itself, for `/readyz` and `/metrics`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Diagnostics {
+    pub backend: &'static str,
+    pub journal_mode: String,
+    pub synchronous: String,
+    pub commits: u64,
+    pub writes: u64,
+    pub head_sequence: i64,
+}
+
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// Reserve a fresh record id. Ids are never reused; a failed write leaves a gap.
+    async fn allocate_record_id(&self) -> Result<i64, StoreError>;
+    /// A live (not deleted) record.
+    async fn get_record(
+        &self,
+        record_type: &str,
+        id: i64,
+    ) -> Result<Option<StoredRecord>, StoreError>;
+    async fn list_records(&self, query: RecordQuery) -> Result<Vec<StoredRecord>, StoreError>;
+    /// Apply a record change and append its events in one transaction.
+    /// Returns the sequences given to the events, in order.
+    async fn write_record(&self, write: RecordWrite) -> Result<Vec<i64>, StoreError>;
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    async fn read_events(&self, query: EventQuery) -> Result<EventPage, StoreError>;
+    /// The highest committed sequence, updated after every commit that appended events.
+    fn head(&self) -> watch::Receiver<i64>;
+    /// Delete events that occurred before `before` (RFC 3339). Returns how many.
+    async fn prune_events(&self, before: &str) -> Result<u64, StoreError>;
+    /// Every event up to this sequence may have been pruned.
+    async fn pruned_through(&self) -> Result<i64, StoreError>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: StoredKey) -> Result<(), StoreError>;
+    /// Active and revoked keys, ordered by creation, after the key with id `after`.
+    async fn list_keys(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredKey>, StoreError>;
+    async fn find_key_by_hash(&self, hash: Vec<u8>) -> Result<Option<StoredKey>, StoreError>;
+    async fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+    /// Revoke an active key; `keep_one_role` refuses to revoke the last
+    /// active key of that role. Returns false when no active key has that id.
+    async fn revoke_key(
+        &self,
+        id: &str,
+        at: &str,
+        keep_one_role: Option<String>,
+    ) -> Result<bool, StoreError>;
+    async fn touch_key(&self, id: &str, at: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// Fails when the database cannot be reached.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn diagnostics(&self) -> Result<Diagnostics, StoreError>;
+}
+
+/// Everything the domain needs from a backend.
+pub trait Store: RecordStore + EventStore + KeyStore + StoreHealth {}
+
+impl<T: RecordStore + EventStore + KeyStore + StoreHealth> Store for T {}
+
+/// How a process uses the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The server: takes the data directory's lock, so only one runs on it.
+    Server,
+    /// A command-line tool (`keys`, `migrate`) that may run beside the server.
+    Tool,
+}
+
+/// Open the database named by `url` (`sqlite://PATH`) and apply migrations.
+pub async fn open(url: &str, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(path.as_ref(), mode).await?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Config(
+            "PostgreSQL is not supported by this build yet; use sqlite://PATH".into(),
+        ));
+    }
+    Err(StoreError::Config(
+        "database URL must start with sqlite:// (e.g. sqlite://./chartwire-data/chartwire.db)"
+            .into(),
+    ))
+}

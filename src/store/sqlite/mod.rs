@@ -1,0 +1,259 @@
+//! The embedded SQLite backend.
+//!
+//! One file in WAL mode with `synchronous=FULL`: a commit is on disk before
+//! it is acknowledged. All writes go through one thread ([`writer`]) that
+//! batches concurrent writes into one transaction (group commit); reads use a
+//! pool of read-only connections ([`readers`]). Because a single writer hands
+//! out event sequences in commit order, the event log has no gaps for readers.
+//!
+//! A server holds an exclusive lock on `<database>.lock`, so a second server
+//! on the same file refuses to start; tools (`keys`, `migrate`) do not take it
+//! and share the file through SQLite's own locking.
+
+mod events;
+mod keys;
+mod migrate;
+mod readers;
+mod records;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use crate::store::{
+    Diagnostics, EventPage, EventQuery, EventStore, KeyStore, OpenMode, RecordQuery, RecordStore,
+    RecordWrite, StoreError, StoreHealth, StoredKey, StoredRecord,
+};
+use readers::Readers;
+use writer::Writer;
+
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    head: watch::Receiver<i64>,
+    next_record_id: AtomicI64,
+    _lock: Option<File>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, mode))
+            .await
+            .map_err(|_| StoreError::Backend("opening the database panicked".into()))?
+    }
+
+    fn open_blocking(path: PathBuf, mode: OpenMode) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                StoreError::Config(format!("cannot create {}: {err}", parent.display()))
+            })?;
+        }
+        let lock = match mode {
+            OpenMode::Server => Some(take_lock(&path)?),
+            OpenMode::Tool => None,
+        };
+        let conn = Connection::open(&path)
+            .map_err(|err| StoreError::Config(format!("cannot open {}: {err}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Config(format!(
+                "SQLite refused WAL mode (journal_mode is {journal})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
+        migrate::apply(&conn)?;
+
+        let next_record_id = records::max_record_id(&conn)? + 1;
+        let head_sequence = conn.query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+            [],
+            |r| r.get(0),
+        )?;
+        let (head_tx, head) = watch::channel(head_sequence);
+        Ok(SqliteStore {
+            writer: Writer::start(conn, head_tx),
+            readers: Readers::new(path, READERS),
+            head,
+            next_record_id: AtomicI64::new(next_record_id),
+            _lock: lock,
+        })
+    }
+}
+
+fn take_lock(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| StoreError::Config(format!("cannot open the lock file: {err}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(format!(
+            "{} is in use by another `chartwire serve`; stop it first or choose another --data-dir",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(err)) => Err(StoreError::Config(format!(
+            "cannot lock the database: {err}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl RecordStore for SqliteStore {
+    async fn allocate_record_id(&self) -> Result<i64, StoreError> {
+        // Only the process holding the server lock creates records, so an
+        // in-memory counter seeded from the table is enough.
+        Ok(self.next_record_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn get_record(
+        &self,
+        record_type: &str,
+        id: i64,
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        let record_type = record_type.to_owned();
+        self.readers
+            .read(move |conn| records::get(conn, &record_type, id))
+            .await
+    }
+
+    async fn list_records(&self, query: RecordQuery) -> Result<Vec<StoredRecord>, StoreError> {
+        self.readers
+            .read(move |conn| records::list(conn, &query))
+            .await
+    }
+
+    async fn write_record(&self, write: RecordWrite) -> Result<Vec<i64>, StoreError> {
+        self.writer
+            .write(move |conn| records::apply(conn, &write))
+            .await
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn read_events(&self, query: EventQuery) -> Result<EventPage, StoreError> {
+        self.readers
+            .read(move |conn| events::read(conn, &query))
+            .await
+    }
+
+    fn head(&self) -> watch::Receiver<i64> {
+        self.head.clone()
+    }
+
+    async fn prune_events(&self, before: &str) -> Result<u64, StoreError> {
+        let before = before.to_owned();
+        self.writer
+            .write(move |conn| events::prune(conn, &before))
+            .await
+    }
+
+    async fn pruned_through(&self) -> Result<i64, StoreError> {
+        self.readers.read(events::pruned_through).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, key: StoredKey) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| keys::insert(conn, &key))
+            .await
+    }
+
+    async fn list_keys(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        self.readers
+            .read(move |conn| keys::list(conn, after.as_deref(), limit))
+            .await
+    }
+
+    async fn find_key_by_hash(&self, hash: Vec<u8>) -> Result<Option<StoredKey>, StoreError> {
+        self.readers
+            .read(move |conn| keys::find_by_hash(conn, &hash))
+            .await
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        let id = id.to_owned();
+        self.readers.read(move |conn| keys::find(conn, &id)).await
+    }
+
+    async fn revoke_key(
+        &self,
+        id: &str,
+        at: &str,
+        keep_one_role: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let (id, at) = (id.to_owned(), at.to_owned());
+        self.writer
+            .write(move |conn| keys::revoke(conn, &id, &at, keep_one_role.as_deref()))
+            .await
+    }
+
+    async fn touch_key(&self, id: &str, at: &str) -> Result<(), StoreError> {
+        let (id, at) = (id.to_owned(), at.to_owned());
+        self.writer
+            .write(move |conn| keys::touch(conn, &id, &at))
+            .await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(|_| ())
+    }
+
+    async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
+        // Read the settings from the writing connection itself: `synchronous`
+        // is per connection, and that connection is the one that commits.
+        let (journal_mode, synchronous) = self
+            .writer
+            .write(|conn| {
+                let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                Ok((journal.to_lowercase(), synchronous_name(sync).to_owned()))
+            })
+            .await?;
+        Ok(Diagnostics {
+            backend: "sqlite",
+            journal_mode,
+            synchronous,
+            commits: self.writer.stats.commits.load(Ordering::Relaxed),
+            writes: self.writer.stats.writes.load(Ordering::Relaxed),
+            head_sequence: *self.head.borrow(),
+        })
+    }
+}
+
+fn synchronous_name(level: i64) -> &'static str {
+    match level {
+        0 => "off",
+        1 => "normal",
+        2 => "full",
+        3 => "extra",
+        _ => "unknown",
+    }
+}
