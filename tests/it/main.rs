@@ -1,1 +1,10 @@
+//! The integration suite: one binary, real servers on port 0, real databases.
+//! `CHARTWIRE_TEST_BACKEND` picks the backend (sqlite by default).
 
+mod helpers;
+
+mod durability;
+mod events;
+mod feed;
+mod records;
+mod roles;

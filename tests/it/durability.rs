@@ -1,0 +1,395 @@
+//! The built binary under real conditions: `kill -9` during concurrent
+//! writes, durability settings of the live database, group commit, one
+//! server per data directory, graceful shutdown, the keys command, and no
+//! record values in the log.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chartwire");
+
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `chartwire serve` on a free port with its logs in `log`.
+fn serve(dir: &Path, log: &Path) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("CHARTWIRE_DATABASE_URL")
+        .env("CHARTWIRE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("chartwire starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Served { child, base }
+}
+
+fn keys_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("CHARTWIRE_DATABASE_URL")
+        .env("CHARTWIRE_LOG", "warn")
+        .output()
+        .expect("chartwire keys runs")
+}
+
+fn new_key(dir: &Path, role: &str) -> String {
+    let out = keys_cli(dir, &["create", "--role", role, "--name", "test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the key alone on stdout: {stdout:?}");
+    assert!(lines[0].starts_with("cwk_"));
+    lines[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let key = new_key(dir.path(), "staff");
+    let mut server = serve(dir.path(), &log);
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, base, key, stop) = (
+            client.clone(),
+            server.base.clone(),
+            key.clone(),
+            stop.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 5_000 {
+                i += 1;
+                let sent = client
+                    .post(format!("{base}/api/v1/patients"))
+                    .bearer_auth(&key)
+                    .json(&json!({"first_name": format!("K{w}"), "last_name": format!("N{i}"), "date_of_birth": "1970-01-01"}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(reply) if reply.status() == 201 => {
+                        if let Ok(body) = reply.json::<Value>().await {
+                            acked.push(body["id"].as_i64().unwrap());
+                        }
+                    }
+                    Ok(reply) => panic!("unexpected status {}", reply.status()),
+                    Err(_) => break, // the server died mid-request
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = BTreeSet::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(
+        acked.len() > 50,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+
+    let server = serve(dir.path(), &log);
+    for id in &acked {
+        let reply = client
+            .get(format!("{}/api/v1/patients/{id}", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "acknowledged patient {id} was lost");
+    }
+    let mut in_feed = BTreeSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{}/api/v1/changes?limit=1000&types=patient.created{cursor}",
+                server.base
+            ))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        in_feed.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["data"]["id"].as_i64().unwrap()),
+        );
+        cursor = format!("&after={}", page["next_cursor"].as_str().unwrap());
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    let missing: Vec<_> = acked.difference(&in_feed).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes without their event: {missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_database_runs_wal_with_full_synchronous_commits() {
+    let app = TestApp::spawn().await;
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["store"]["backend"], "sqlite");
+    assert_eq!(ready.body["store"]["journal_mode"], "wal");
+    assert_eq!(ready.body["store"]["synchronous"], "full");
+    // WAL is a property of the file: another connection sees it too.
+    let path = app.database_url.strip_prefix("sqlite://").unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_share_commits() {
+    let app = TestApp::spawn().await;
+    // Warm up the connection pool and the key's last-use write.
+    app.get("/api/v1/patients").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = app.server().store.diagnostics().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let client = app.client.clone();
+        let url = format!("{}/api/v1/patients", app.base);
+        let key = app.admin.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"first_name": "G", "last_name": format!("C{i}"), "date_of_birth": "1980-01-01"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    let after = app.server().store.diagnostics().await.unwrap();
+    let writes = after.writes - before.writes;
+    let commits = after.commits - before.commits;
+    assert!(writes >= 32, "{writes} writes");
+    assert!(
+        commits < 32,
+        "32 creates took {commits} commits: no group commit"
+    );
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    assert!(
+        metrics
+            .body
+            .as_str()
+            .unwrap()
+            .contains("chartwire_store_commits_total")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = serve(dir.path(), &dir.path().join("first.log"));
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("CHARTWIRE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        message.contains("in use by another `chartwire serve`"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = new_key(dir.path(), "superadmin");
+    let mut server = serve(dir.path(), &dir.path().join("server.log"));
+    let second = new_key(dir.path(), "integration");
+    let client = reqwest::Client::new();
+    for key in [&first, &second] {
+        let reply = client
+            .get(format!("{}/api/v1/patients", server.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    let listed = String::from_utf8(keys_cli(dir.path(), &["list"]).stdout).unwrap();
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("key_")).count(),
+        2,
+        "{listed}"
+    );
+    assert!(!listed.contains(&first));
+    let id = listed
+        .lines()
+        .find(|l| l.contains("integration"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(keys_cli(dir.path(), &["revoke", &id]).status.success());
+    let reply = client
+        .get(format!("{}/api/v1/patients", server.base))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 401);
+    let bad_role = keys_cli(dir.path(), &["create", "--role", "root", "--name", "x"]);
+    assert!(!bad_role.status.success());
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "SIGTERM should end the server cleanly: {status}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_values_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let key = new_key(dir.path(), "superadmin");
+    let server = serve(dir.path(), &log);
+    let client = reqwest::Client::new();
+    let marker = "Phimarker-Quintessa";
+    let dob = "1911-11-11";
+    let created: Value = client
+        .post(format!("{}/api/v1/patients", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"first_name": marker, "last_name": marker, "date_of_birth": dob, "email": "phimarker@clinic.example"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let url = format!("{}/api/v1/patients/{id}", server.base);
+    client
+        .patch(&url)
+        .bearer_auth(&key)
+        .json(&json!({"phone": marker}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .patch(&url)
+        .bearer_auth(&key)
+        .json(&json!({"sex": marker}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{}/api/v1/patients", server.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(format!("{{\"first_name\": \"{marker}"))
+        .send()
+        .await
+        .unwrap();
+    client.get(&url).bearer_auth(&key).send().await.unwrap();
+    client
+        .get(format!("{}/api/v1/changes?types={marker}", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("{}/api/v1/changes", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    client.delete(&url).bearer_auth(&key).send().await.unwrap();
+    drop(server);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("/api/v1/patients/{id}"),
+        "requests are logged by route template: {logged}"
+    );
+    for secret in [marker, dob, "phimarker@", key.as_str()] {
+        assert!(!logged.contains(secret), "`{secret}` reached the log");
+    }
+}
