@@ -10,9 +10,14 @@ use axum::http::Method;
 
 use crate::store::Diagnostics;
 
+/// `(method, route template, status)`.
+type RequestLabels = (String, String, u16);
+/// `(count, total seconds)`.
+type RequestTotals = (u64, f64);
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    requests: Mutex<BTreeMap<RequestLabels, RequestTotals>>,
 }
 
 impl Metrics {

@@ -59,7 +59,7 @@ fn json_content(schema: Value) -> Value {
 fn problem(description: &str) -> Value {
     json!({
         "description": description,
-        "content": {"application/problem+json": {"schema": reference("Problem")}},
+        "content": {"application/problem+json": {"schema": reference("ProblemDetails")}},
     })
 }
 
@@ -350,7 +350,7 @@ fn schemas() -> Map<String, Value> {
     let field_error = json!({"type": "object", "required": ["field", "code", "message"], "properties": {
         "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}});
     schemas.insert(
-        "Problem".into(),
+        "ProblemDetails".into(),
         json!({"type": "object", "required": ["type", "title", "status"],
         "description": "RFC 9457 problem details. Never contains a value that was sent.",
         "properties": {
@@ -415,4 +415,37 @@ fn schemas() -> Map<String, Value> {
     schemas.insert("ApiKeyCreate".into(), json!({"type": "object", "required": ["name", "role"], "additionalProperties": false,
         "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}, "role": role}}));
     schemas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target.clone());
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let mut found = Vec::new();
+        refs(doc, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let name = target.trim_start_matches("#/components/schemas/");
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{target} does not resolve"
+            );
+        }
+    }
 }

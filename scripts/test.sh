@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need,
+# checks formatting and lints, runs the unit and integration tests, then
+# fuzzes the live API against its own OpenAPI document with schemathesis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustc --version
+command -v python3 >/dev/null || { apt-get update && apt-get install -y python3 python3-venv; }
+
+step "python tools (schemathesis) in target/test-venv"
+venv="$root/target/test-venv"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+    python3 -m venv "$venv" 2>/dev/null || {
+        apt-get update && apt-get install -y python3-venv
+        python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "unit and integration tests (backend: sqlite)"
+CHARTWIRE_TEST_BACKEND=sqlite cargo test --all-targets
+
+step "schemathesis against a live server"
+bin="$root/target/debug/chartwire"
+work=$(mktemp -d -t chartwire-st.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CHARTWIRE_LOG=warn "$bin" serve --data-dir "$work" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+key=$("$bin" keys create --role superadmin --name schemathesis --data-dir "$work")
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+PY
+"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+    --header "Authorization: Bearer $key" \
+    --checks all --exclude-checks positive_data_acceptance \
+    --phases examples,coverage,fuzzing \
+    --max-examples 25 --workers 2 \
+    --exclude-path-regex '^/docs' \
+    --request-timeout 10 \
+    --no-color
+echo "schemathesis: passed"
