@@ -23,6 +23,13 @@ use crate::store::{Store, StoreError, StoredKey};
 const KEY_PREFIX: &str = "cwk_";
 /// `last_used_at` is written at most this often per key.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// A successful authentication is remembered this long, so most requests
+/// need no database read. Revoking through this process forgets the key at
+/// once; a revocation made elsewhere (the command line, another process)
+/// takes effect within this time.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The cache is emptied when it grows past this many keys.
+const AUTH_CACHE_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +106,7 @@ pub fn hash_key(secret: &str) -> Vec<u8> {
 pub struct KeyService {
     store: Arc<dyn Store>,
     touched: Arc<Mutex<HashMap<String, Instant>>>,
+    recent: Arc<Mutex<HashMap<Vec<u8>, (Principal, Instant)>>>,
 }
 
 impl KeyService {
@@ -106,6 +114,7 @@ impl KeyService {
         KeyService {
             store,
             touched: Arc::new(Mutex::new(HashMap::new())),
+            recent: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -148,7 +157,13 @@ impl KeyService {
     pub async fn revoke(&self, id: &str, keep_last_superadmin: bool) -> Result<(), AuthError> {
         let keep = keep_last_superadmin.then(|| Role::Superadmin.as_str().to_owned());
         match self.store.revoke_key(id, &ids::now_text(), keep).await {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                self.recent
+                    .lock()
+                    .expect("auth cache lock")
+                    .retain(|_, (principal, _)| principal.key_id != id);
+                Ok(())
+            }
             Ok(false) => Err(AuthError::NotFound),
             Err(StoreError::LastKeyOfRole(_)) => Err(AuthError::LastSuperadmin),
             Err(err) => Err(err.into()),
@@ -161,6 +176,9 @@ impl KeyService {
             return Ok(None);
         }
         let hash = hash_key(secret);
+        if let Some(principal) = self.remembered(&hash) {
+            return Ok(Some(principal));
+        }
         let Some(key) = self.store.find_key_by_hash(hash.clone()).await? else {
             return Ok(None);
         };
@@ -172,10 +190,22 @@ impl KeyService {
             return Ok(None);
         };
         self.touch(&key.id);
-        Ok(Some(Principal {
+        let principal = Principal {
             key_id: key.id,
             role,
-        }))
+        };
+        let mut recent = self.recent.lock().expect("auth cache lock");
+        if recent.len() >= AUTH_CACHE_MAX {
+            recent.clear();
+        }
+        recent.insert(hash, (principal.clone(), Instant::now()));
+        Ok(Some(principal))
+    }
+
+    fn remembered(&self, hash: &[u8]) -> Option<Principal> {
+        let recent = self.recent.lock().expect("auth cache lock");
+        let (principal, since) = recent.get(hash)?;
+        (since.elapsed() < AUTH_CACHE_TTL).then(|| principal.clone())
     }
 
     /// Record the key's use, at most once a minute, without making the caller wait.

@@ -294,13 +294,26 @@ async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
         .unwrap()
         .to_owned();
     assert!(keys_cli(dir.path(), &["revoke", &id]).status.success());
-    let reply = client
-        .get(format!("{}/api/v1/patients", server.base))
-        .bearer_auth(&second)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 401);
+    // A revocation made outside the server takes effect within the
+    // authentication cache's lifetime.
+    let revoked_at = Instant::now();
+    loop {
+        let reply = client
+            .get(format!("{}/api/v1/patients", server.base))
+            .bearer_auth(&second)
+            .send()
+            .await
+            .unwrap();
+        if reply.status() == 401 {
+            break;
+        }
+        assert_eq!(reply.status(), 200);
+        assert!(
+            revoked_at.elapsed() < chartwire::auth::AUTH_CACHE_TTL + Duration::from_millis(500),
+            "the revoked key still works"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let bad_role = keys_cli(dir.path(), &["create", "--role", "root", "--name", "x"]);
     assert!(!bad_role.status.success());
 

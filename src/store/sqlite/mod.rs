@@ -41,6 +41,9 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     head: watch::Receiver<i64>,
     next_record_id: AtomicI64,
+    /// `journal_mode` and `synchronous` as read back from the writing
+    /// connection after it was configured (nothing changes them later).
+    settings: (String, String),
     _lock: Option<File>,
 }
 
@@ -73,6 +76,14 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
         migrate::apply(&conn)?;
+        // Read the settings back from the connection that commits: `synchronous`
+        // is per connection, so this is the value every commit runs with.
+        let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        let settings = (
+            journal_mode.to_lowercase(),
+            synchronous_name(synchronous).to_owned(),
+        );
 
         let next_record_id = records::max_record_id(&conn)? + 1;
         let head_sequence = conn.query_row(
@@ -86,6 +97,7 @@ impl SqliteStore {
             readers: Readers::new(path, READERS),
             head,
             next_record_id: AtomicI64::new(next_record_id),
+            settings,
             _lock: lock,
         })
     }
@@ -227,16 +239,7 @@ impl StoreHealth for SqliteStore {
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
-        // Read the settings from the writing connection itself: `synchronous`
-        // is per connection, and that connection is the one that commits.
-        let (journal_mode, synchronous) = self
-            .writer
-            .write(|conn| {
-                let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-                let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-                Ok((journal.to_lowercase(), synchronous_name(sync).to_owned()))
-            })
-            .await?;
+        let (journal_mode, synchronous) = self.settings.clone();
         Ok(Diagnostics {
             backend: "sqlite",
             journal_mode,
