@@ -37,7 +37,6 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 CHARTWIRE_LOG=warn "$bin" serve --data-dir "$work" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
-key=$("$bin" keys create --role superadmin --name schemathesis --data-dir "$work")
 python3 - "$port" <<'PY'
 import sys, time, urllib.request
 for _ in range(200):
@@ -46,7 +45,10 @@ for _ in range(200):
         break
     except OSError:
         time.sleep(0.1)
+else:
+    sys.exit("the server did not start")
 PY
+key=$("$bin" keys create --role superadmin --name schemathesis --data-dir "$work")
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks all --exclude-checks positive_data_acceptance \

@@ -106,8 +106,11 @@ pub fn hash_key(secret: &str) -> Vec<u8> {
 pub struct KeyService {
     store: Arc<dyn Store>,
     touched: Arc<Mutex<HashMap<String, Instant>>>,
-    recent: Arc<Mutex<HashMap<Vec<u8>, (Principal, Instant)>>>,
+    recent: Arc<Mutex<RecentKeys>>,
 }
+
+/// Key hash → the principal it authenticated and when.
+type RecentKeys = HashMap<Vec<u8>, (Principal, Instant)>;
 
 impl KeyService {
     pub fn new(store: Arc<dyn Store>) -> Self {

@@ -406,3 +406,23 @@ async fn record_values_never_reach_the_log() {
         assert!(!logged.contains(secret), "`{secret}` reached the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_the_keys_command_can_open_a_new_database_together() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || new_key(&dir, "staff"))
+        };
+        let server = serve(dir.path(), &dir.path().join("server.log"));
+        let key = keys.join().expect("keys create succeeded");
+        let reply = reqwest::Client::new()
+            .get(format!("{}/api/v1/patients", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+}

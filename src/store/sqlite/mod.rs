@@ -68,14 +68,7 @@ impl SqliteStore {
         let conn = Connection::open(&path)
             .map_err(|err| StoreError::Config(format!("cannot open {}: {err}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !journal.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Config(format!(
-                "SQLite refused WAL mode (journal_mode is {journal})"
-            )));
-        }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
-        migrate::apply(&conn)?;
+        prepare_with_retry(&conn)?;
         // Read the settings back from the connection that commits: `synchronous`
         // is per connection, so this is the value every commit runs with.
         let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
@@ -101,6 +94,33 @@ impl SqliteStore {
             _lock: lock,
         })
     }
+}
+
+/// Switch to WAL and apply migrations. Two processes opening a new database
+/// at the same moment (a server and `keys create`) can see `SQLITE_BUSY`
+/// without the busy handler being consulted (the switch to WAL needs an
+/// exclusive lock); such a collision is retried for a few seconds.
+fn prepare_with_retry(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match prepare(conn) {
+            Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn prepare(conn: &Connection) -> Result<(), StoreError> {
+    let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "SQLite refused WAL mode (journal_mode is {journal})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
+    migrate::apply(conn)
 }
 
 fn take_lock(path: &Path) -> Result<File, StoreError> {
