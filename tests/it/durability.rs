@@ -426,3 +426,51 @@ async fn a_server_and_the_keys_command_can_open_a_new_database_together() {
         assert_eq!(reply.status(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_arguments_creates_its_data_dir_and_says_how_to_get_a_key() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env_remove("CHARTWIRE_DATABASE_URL")
+        .env_remove("CHARTWIRE_DATA_DIR")
+        .env("CHARTWIRE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cwd.path().join("chartwire-data/chartwire.db").exists());
+    let migrate = Command::new(BIN)
+        .arg("migrate")
+        .current_dir(cwd.path())
+        .env_remove("CHARTWIRE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "migrate beside a running server");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut printed).unwrap();
+    assert!(
+        printed.contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("chartwire keys create --role superadmin"),
+        "{printed}"
+    );
+}
