@@ -12,4 +12,6 @@ pub mod events;
 pub mod feed;
 pub mod ids;
 pub mod records;
+pub mod secrets;
 pub mod store;
+pub mod webhooks;

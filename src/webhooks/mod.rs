@@ -1,0 +1,3 @@
+//! Webhooks: endpoints, signing, and the delivery engine.
+
+pub mod signing;
