@@ -12,6 +12,7 @@
 
 mod error;
 pub mod sqlite;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use error::StoreError;
+pub use webhooks::{DeliveryStore, EndpointStore};
 
 /// A record as stored: `body` is the full representation the API returns.
 #[derive(Debug, Clone)]
@@ -205,9 +207,15 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Everything the domain needs from a backend.
-pub trait Store: RecordStore + EventStore + KeyStore + StoreHealth {}
+pub trait Store:
+    RecordStore + EventStore + KeyStore + EndpointStore + DeliveryStore + StoreHealth
+{
+}
 
-impl<T: RecordStore + EventStore + KeyStore + StoreHealth> Store for T {}
+impl<T> Store for T where
+    T: RecordStore + EventStore + KeyStore + EndpointStore + DeliveryStore + StoreHealth
+{
+}
 
 /// How a process uses the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_webhooks.sql"),
+    ),
+];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(

@@ -10,6 +10,8 @@
 //! on the same file refuses to start; tools (`keys`, `migrate`) do not take it
 //! and share the file through SQLite's own locking.
 
+mod deliveries;
+mod endpoints;
 mod events;
 mod keys;
 mod migrate;
@@ -27,9 +29,14 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
+use crate::store::webhooks::{
+    AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
+    PendingDelivery, Recovery, StoredEndpoint,
+};
 use crate::store::{
-    Diagnostics, EventPage, EventQuery, EventStore, KeyStore, OpenMode, RecordQuery, RecordStore,
-    RecordWrite, StoreError, StoreHealth, StoredKey, StoredRecord,
+    DeliveryStore, Diagnostics, EndpointStore, EventPage, EventQuery, EventStore, KeyStore,
+    NewEvent, OpenMode, RecordQuery, RecordStore, RecordWrite, StoreError, StoreHealth, StoredKey,
+    StoredRecord,
 };
 use readers::Readers;
 use writer::Writer;
@@ -246,6 +253,131 @@ impl KeyStore for SqliteStore {
         self.writer
             .write(move |conn| keys::touch(conn, &id, &at))
             .await
+    }
+}
+
+#[async_trait]
+impl EndpointStore for SqliteStore {
+    async fn save_endpoint(&self, save: EndpointSave) -> Result<Vec<i64>, StoreError> {
+        self.writer
+            .write(move |conn| endpoints::save(conn, &save))
+            .await
+    }
+
+    async fn delete_endpoint(
+        &self,
+        id: &str,
+        at: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (id, at) = (id.to_owned(), at.to_owned());
+        self.writer
+            .write(move |conn| endpoints::delete(conn, &id, &at, &events))
+            .await
+    }
+
+    async fn get_endpoint(&self, id: &str) -> Result<Option<StoredEndpoint>, StoreError> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| endpoints::get(conn, &id))
+            .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredEndpoint>, StoreError> {
+        self.readers
+            .read(move |conn| endpoints::list(conn, after.as_deref(), limit))
+            .await
+    }
+
+    async fn append_endpoint_event(
+        &self,
+        endpoint_id: &str,
+        event: NewEvent,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let endpoint_id = endpoint_id.to_owned();
+        self.writer
+            .write(move |conn| endpoints::append_for_endpoint(conn, &endpoint_id, &event, now_ms))
+            .await
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn pending_deliveries(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::pending(conn, after_id, limit))
+            .await
+    }
+
+    async fn pending_by_ids(&self, ids: Vec<i64>) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::pending_by_ids(conn, &ids))
+            .await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<Option<String>, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::record_attempt(conn, &record))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::list(conn, &filter))
+            .await
+    }
+
+    async fn get_delivery(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::get(conn, id))
+            .await
+    }
+
+    async fn requeue_delivery(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::requeue(conn, id, now_ms))
+            .await
+    }
+
+    async fn recover(
+        &self,
+        endpoint_id: &str,
+        since: &str,
+        event_types: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Recovery, StoreError> {
+        let (endpoint_id, since) = (endpoint_id.to_owned(), since.to_owned());
+        self.writer
+            .write(move |conn| {
+                deliveries::recover(conn, &endpoint_id, &since, &event_types, now_ms)
+            })
+            .await
+    }
+
+    async fn purge_deliveries(&self, before: &str) -> Result<u64, StoreError> {
+        let before = before.to_owned();
+        self.writer
+            .write(move |conn| deliveries::purge(conn, &before))
+            .await
+    }
+
+    async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
+        self.readers.read(deliveries::stats).await
     }
 }
 

@@ -166,7 +166,30 @@ pub fn append_event(conn: &Connection, event: &NewEvent) -> Result<i64, StoreErr
         event.record_id,
         event.data.to_string(),
     ])?;
-    Ok(conn.last_insert_rowid())
+    let sequence = conn.last_insert_rowid();
+    // A delivery for every enabled endpoint subscribed to this type, in the
+    // event's own transaction: durable exactly when the event is.
+    let record_key = match (&event.record_type, event.record_id) {
+        (Some(kind), Some(id)) => Some(format!("{kind}:{id}")),
+        _ => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO deliveries (endpoint_id, event_sequence, event_id, event_type, record_key,
+                                 status, next_attempt_at, created_at)
+         SELECT s.endpoint_id, ?1, ?2, ?3, ?4, 'pending',
+                CAST(unixepoch('subsec') * 1000 AS INTEGER), ?5
+         FROM endpoint_subscriptions s
+         JOIN webhook_endpoints e ON e.id = s.endpoint_id
+         WHERE s.event_type = ?3 AND e.status = 'enabled' AND e.deleted_at IS NULL",
+    )?
+    .execute(params![
+        sequence,
+        event.id,
+        event.event_type,
+        record_key,
+        event.occurred_at
+    ])?;
+    Ok(sequence)
 }
 
 pub fn max_record_id(conn: &Connection) -> Result<i64, StoreError> {
