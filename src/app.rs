@@ -3,6 +3,7 @@
 //! `chartwire serve`, the benchmark and the tests.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +15,71 @@ use crate::api::{self, AppState, Metrics};
 use crate::auth::KeyService;
 use crate::feed::FeedService;
 use crate::records::RecordService;
+use crate::secrets::MasterKey;
 use crate::store::{self, OpenMode, Store};
+use crate::webhooks::address::{AddressPolicy, Resolver, SystemResolver};
+use crate::webhooks::deliveries::DeliveryService;
+use crate::webhooks::dispatch::{self, DeliveryMetrics, DispatchConfig};
+use crate::webhooks::endpoint::EndpointService;
+use crate::webhooks::schedule::RetrySchedule;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub database_url: String,
     pub listen: SocketAddr,
+    /// Where `master.key` lives when `master_key` is not given.
+    pub data_dir: PathBuf,
+    /// Base64 of the 32-byte master key (`CHARTWIRE_MASTER_KEY`).
+    pub master_key: Option<String>,
     /// Events older than this are pruned.
     pub event_retention: Duration,
+    pub webhooks: WebhookOptions,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but where the data lives and where to listen.
+    pub fn new(database_url: String, listen: SocketAddr, data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            database_url,
+            listen,
+            data_dir,
+            master_key: None,
+            event_retention: Duration::from_secs(90 * 86_400),
+            webhooks: WebhookOptions::default(),
+        }
+    }
+}
+
+/// Settings of the webhook engine.
+#[derive(Clone)]
+pub struct WebhookOptions {
+    /// Networks endpoints may point into (and reach over plain http).
+    pub endpoint_allow: Vec<ipnet::IpNet>,
+    pub retry_schedule: RetrySchedule,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// An endpoint whose deliveries all failed this long is disabled.
+    pub auto_disable_after: Duration,
+    /// How long the previous signing secret keeps signing after a rotation.
+    pub secret_rotation_overlap: Duration,
+    /// Finished deliveries and their attempts are kept this long.
+    pub delivery_retention: Duration,
+    /// Resolves endpoint host names; the system resolver when `None`.
+    pub resolver: Option<Arc<dyn Resolver>>,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            endpoint_allow: Vec::new(),
+            retry_schedule: RetrySchedule::default(),
+            timeout: Duration::from_secs(15),
+            auto_disable_after: Duration::from_secs(5 * 86_400),
+            secret_rotation_overlap: Duration::from_secs(86_400),
+            delivery_retention: Duration::from_secs(30 * 86_400),
+            resolver: None,
+        }
+    }
 }
 
 /// A server that is accepting connections.
@@ -54,22 +112,63 @@ impl RunningServer {
 }
 
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    install_crypto_provider();
     let store = store::open(&config.database_url, OpenMode::Server)
         .await
         .context("opening the database")?;
+    let key = MasterKey::load_or_create(config.master_key.as_deref(), &config.data_dir)
+        .context("loading the master key")?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let options = &config.webhooks;
+    let policy = AddressPolicy {
+        allowed: options.endpoint_allow.clone(),
+        resolver: options
+            .resolver
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemResolver)),
+    };
+    let (dispatcher, inbox) = dispatch::channel();
+    let endpoints = EndpointService::new(
+        store.clone(),
+        key,
+        policy.clone(),
+        options.secret_rotation_overlap,
+        dispatcher.clone(),
+    );
+    let delivery_metrics = Arc::new(DeliveryMetrics::default());
+    dispatch::start(
+        inbox,
+        store.clone(),
+        endpoints.clone(),
+        DispatchConfig {
+            schedule: options.retry_schedule.clone(),
+            timeout: options.timeout,
+            auto_disable_after: options.auto_disable_after,
+            policy,
+        },
+        delivery_metrics.clone(),
+        shutdown_rx.clone(),
+    )?;
     let state = AppState {
         records: RecordService::new(store.clone()),
         feed: FeedService::new(store.clone(), shutdown_rx.clone()),
         keys: KeyService::new(store.clone()),
+        deliveries: DeliveryService::new(store.clone(), endpoints.clone(), dispatcher),
+        endpoints,
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
+        delivery_metrics,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    spawn_pruner(store.clone(), config.event_retention, shutdown_rx.clone());
+    spawn_pruner(
+        store.clone(),
+        config.event_retention,
+        options.delivery_retention,
+        shutdown_rx.clone(),
+    );
     let app = api::router(state);
     let mut stop = shutdown_rx;
     let task = tokio::spawn(async move {
@@ -87,10 +186,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
-/// Delete events past the retention period, checking a few times per period
-/// (at least every second, at most every ten minutes).
-fn spawn_pruner(store: Arc<dyn Store>, retention: Duration, mut shutdown: watch::Receiver<bool>) {
-    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+/// Delete events, and finished deliveries, past their retention periods,
+/// checking a few times per period (at least every second, at most every
+/// ten minutes).
+fn spawn_pruner(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    delivery_retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = (retention.min(delivery_retention) / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(600));
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -107,8 +213,24 @@ fn spawn_pruner(store: Arc<dyn Store>, retention: Duration, mut shutdown: watch:
                 Ok(n) => tracing::info!(pruned = n, "pruned events past retention"),
                 Err(err) => tracing::warn!(error = %err, "pruning events failed"),
             }
+            let Ok(age) = chrono::Duration::from_std(delivery_retention) else {
+                return;
+            };
+            let before =
+                (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            match store.purge_deliveries(&before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "purged finished deliveries past retention"),
+                Err(err) => tracing::warn!(error = %err, "purging deliveries failed"),
+            }
         }
     });
+}
+
+/// Outbound TLS uses ring. Installing it again (tests start many servers)
+/// is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Parse `90d`, `12h`, `30m`, `45s` or `500ms`.

@@ -10,6 +10,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    chartwire::app::install_crypto_provider();
     let cli = chartwire::cli::Cli::parse();
     match chartwire::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -39,6 +39,25 @@ pub const EVERYONE: &[Role] = &[Role::Superadmin, Role::Staff, Role::Integration
 pub const WRITERS: &[Role] = &[Role::Superadmin, Role::Staff];
 pub const SUPERADMIN: &[Role] = &[Role::Superadmin];
 
+/// Webhook administration: Superadmin only.
+const WEBHOOK_ROUTES: &[(Method, &str)] = &[
+    (Method::GET, "/api/v1/webhooks/endpoints"),
+    (Method::POST, "/api/v1/webhooks/endpoints"),
+    (Method::GET, "/api/v1/webhooks/endpoints/{id}"),
+    (Method::PATCH, "/api/v1/webhooks/endpoints/{id}"),
+    (Method::DELETE, "/api/v1/webhooks/endpoints/{id}"),
+    (Method::POST, "/api/v1/webhooks/endpoints/{id}/test"),
+    (Method::GET, "/api/v1/webhooks/endpoints/{id}/secret"),
+    (
+        Method::POST,
+        "/api/v1/webhooks/endpoints/{id}/rotate-secret",
+    ),
+    (Method::GET, "/api/v1/webhooks/endpoints/{id}/deliveries"),
+    (Method::POST, "/api/v1/webhooks/endpoints/{id}/recover"),
+    (Method::GET, "/api/v1/webhooks/deliveries/{id}"),
+    (Method::POST, "/api/v1/webhooks/deliveries/{id}/retry"),
+];
+
 /// The whole table.
 pub fn table() -> &'static [Rule] {
     static TABLE: OnceLock<Vec<Rule>> = OnceLock::new();
@@ -74,6 +93,9 @@ pub fn table() -> &'static [Rule] {
             "/api/v1/webhooks/event-types",
             Access::Roles(EVERYONE),
         );
+        for (method, path) in WEBHOOK_ROUTES {
+            add(method.clone(), path, Access::Roles(SUPERADMIN));
+        }
         for kind in RECORD_TYPES {
             let collection = format!("/api/v1/{}", kind.plural);
             let item = format!("{collection}/{{id}}");

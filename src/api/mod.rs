@@ -14,6 +14,7 @@ pub mod openapi;
 mod ops;
 pub mod problem;
 mod records;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +35,9 @@ use crate::feed::FeedService;
 use crate::records::RecordService;
 use crate::records::schema::RECORD_TYPES;
 use crate::store::Store;
+use crate::webhooks::deliveries::DeliveryService;
+use crate::webhooks::dispatch::DeliveryMetrics;
+use crate::webhooks::endpoint::EndpointService;
 pub use metrics::Metrics;
 use problem::ApiError;
 
@@ -43,8 +47,11 @@ pub struct AppState {
     pub records: RecordService,
     pub feed: FeedService,
     pub keys: KeyService,
+    pub endpoints: EndpointService,
+    pub deliveries: DeliveryService,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub delivery_metrics: Arc<DeliveryMetrics>,
 }
 
 /// Routes as they are registered, remembered so tests can check every one
@@ -88,6 +95,66 @@ pub fn routes() -> Routes {
             Method::GET,
             "/api/v1/webhooks/event-types",
             feed::event_types,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/webhooks/endpoints",
+            webhooks::list_endpoints,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/webhooks/endpoints",
+            webhooks::create_endpoint,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/webhooks/endpoints/{id}",
+            webhooks::get_endpoint,
+        )
+        .add(
+            Method::PATCH,
+            "/api/v1/webhooks/endpoints/{id}",
+            webhooks::patch_endpoint,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/webhooks/endpoints/{id}",
+            webhooks::delete_endpoint,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/webhooks/endpoints/{id}/test",
+            webhooks::send_test,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/webhooks/endpoints/{id}/secret",
+            webhooks::reveal_secret,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/webhooks/endpoints/{id}/rotate-secret",
+            webhooks::rotate_secret,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/webhooks/endpoints/{id}/deliveries",
+            webhooks::list_deliveries,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/webhooks/endpoints/{id}/recover",
+            webhooks::recover,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/webhooks/deliveries/{id}",
+            webhooks::get_delivery,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/webhooks/deliveries/{id}/retry",
+            webhooks::retry_delivery,
         );
     for kind in RECORD_TYPES {
         let collection = format!("/api/v1/{}", kind.plural);

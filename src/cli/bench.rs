@@ -62,11 +62,11 @@ async fn writes(args: WritesArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("chartwire-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).context("creating the benchmark directory")?;
-    let server = app::start(ServeConfig {
-        database_url: format!("sqlite://{}", dir.join("bench.db").display()),
-        listen: "127.0.0.1:0".parse()?,
-        event_retention: Duration::from_secs(86_400),
-    })
+    let server = app::start(ServeConfig::new(
+        format!("sqlite://{}", dir.join("bench.db").display()),
+        "127.0.0.1:0".parse()?,
+        dir.clone(),
+    ))
     .await?;
     let (_, key) = KeyService::new(server.store.clone())
         .create("bench", Role::Staff)

@@ -1,12 +1,18 @@
 //! `chartwire serve`.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ipnet::IpNet;
 
 use super::DatabaseArgs;
-use crate::app::{self, ServeConfig};
+use crate::app::{self, ServeConfig, WebhookOptions};
+use crate::webhooks::address::{StaticResolver, SystemResolver};
+use crate::webhooks::schedule::{self, RetrySchedule};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -17,14 +23,70 @@ pub struct ServeArgs {
     listen: SocketAddr,
     /// How long events are kept for the change feed (e.g. 90d, 12h).
     #[arg(long, env = "CHARTWIRE_EVENT_RETENTION", default_value = "90d", value_parser = app::parse_duration)]
-    event_retention: std::time::Duration,
+    event_retention: Duration,
+    /// Allow webhook endpoints in this network (and plain http to it). Repeatable.
+    #[arg(
+        long = "endpoint-allow",
+        env = "CHARTWIRE_ENDPOINT_ALLOW",
+        value_delimiter = ','
+    )]
+    endpoint_allow: Vec<IpNet>,
+    /// Delays between webhook attempts after the first, e.g. 5s,5m,30m,2h.
+    #[arg(long, env = "CHARTWIRE_RETRY_SCHEDULE", default_value = schedule::DEFAULT, value_parser = RetrySchedule::parse)]
+    retry_schedule: RetrySchedule,
+    /// How long one webhook attempt may take.
+    #[arg(long, env = "CHARTWIRE_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = app::parse_duration)]
+    webhook_timeout: Duration,
+    /// Disable an endpoint whose deliveries have all failed for this long.
+    #[arg(long, env = "CHARTWIRE_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = app::parse_duration)]
+    auto_disable_after: Duration,
+    /// How long the previous signing secret keeps signing after a rotation.
+    #[arg(long, env = "CHARTWIRE_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = app::parse_duration)]
+    secret_rotation_overlap: Duration,
+    /// How long finished deliveries and their attempts are kept.
+    #[arg(long, env = "CHARTWIRE_DELIVERY_RETENTION", default_value = "30d", value_parser = app::parse_duration)]
+    delivery_retention: Duration,
+    /// Resolve HOST to IP for webhook endpoints instead of asking DNS (like curl's --resolve). Repeatable.
+    #[arg(long, env = "CHARTWIRE_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    resolve: Vec<(String, IpAddr)>,
+}
+
+fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
+    let (host, ip) = text
+        .split_once('=')
+        .ok_or_else(|| "expected HOST=IP".to_owned())?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IP address"))?;
+    Ok((host.trim().to_ascii_lowercase(), ip))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let resolver = (!args.resolve.is_empty()).then(|| {
+        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        for (host, ip) in &args.resolve {
+            names.entry(host.clone()).or_default().push(*ip);
+        }
+        Arc::new(StaticResolver {
+            names,
+            fallback: Some(Arc::new(SystemResolver)),
+        }) as Arc<dyn crate::webhooks::address::Resolver>
+    });
     let config = ServeConfig {
         database_url: args.database.url(),
         listen: args.listen,
+        data_dir: args.database.data_dir.clone(),
+        master_key: std::env::var("CHARTWIRE_MASTER_KEY").ok(),
         event_retention: args.event_retention,
+        webhooks: WebhookOptions {
+            endpoint_allow: args.endpoint_allow.clone(),
+            retry_schedule: args.retry_schedule.clone(),
+            timeout: args.webhook_timeout,
+            auto_disable_after: args.auto_disable_after,
+            secret_rotation_overlap: args.secret_rotation_overlap,
+            delivery_retention: args.delivery_retention,
+            resolver,
+        },
     };
     let server = app::start(config).await?;
     let data_hint = match &args.database.database {

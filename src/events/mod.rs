@@ -115,3 +115,63 @@ pub fn render(stored: &StoredEvent) -> Value {
         "data": e.data,
     })
 }
+
+/// An operational event about an endpoint: its id and status only.
+pub fn endpoint_event(
+    name: &str,
+    endpoint_id: &str,
+    status: &str,
+    enabled: bool,
+    actor: &Actor,
+    occurred_at: &str,
+) -> NewEvent {
+    NewEvent {
+        id: ids::sortable("evt"),
+        event_type: name.to_owned(),
+        category: catalogue::Category::Operational.as_str().to_owned(),
+        payload_version: PAYLOAD_VERSION,
+        occurred_at: occurred_at.to_owned(),
+        actor_type: actor.kind.clone(),
+        actor_id: actor.id.clone(),
+        record_type: None,
+        record_id: None,
+        data: json!({"object": "endpoint", "id": endpoint_id, "status": status, "enabled": enabled}),
+    }
+}
+
+/// The `webhook.test` event for one endpoint.
+pub fn test_event(endpoint_id: &str, actor: &Actor, occurred_at: &str) -> NewEvent {
+    NewEvent {
+        id: ids::sortable("evt"),
+        event_type: catalogue::TEST_EVENT.to_owned(),
+        category: catalogue::Category::Test.as_str().to_owned(),
+        payload_version: PAYLOAD_VERSION,
+        occurred_at: occurred_at.to_owned(),
+        actor_type: actor.kind.clone(),
+        actor_id: actor.id.clone(),
+        record_type: None,
+        record_id: None,
+        data: json!({"object": "webhook_test", "endpoint_id": endpoint_id,
+            "message": "This is a test event sent from chartwire."}),
+    }
+}
+
+/// The body as an endpoint with `content: "ids"` receives it: `data` keeps
+/// only `object`, `id` and `version`.
+pub fn render_ids_only(stored: &StoredEvent) -> Value {
+    let mut body = render(stored);
+    if stored.event.category == catalogue::Category::Record.as_str()
+        && let Some(data) = body.get_mut("data").and_then(Value::as_object_mut)
+    {
+        data.retain(|k, _| matches!(k.as_str(), "object" | "id" | "version"));
+    }
+    body
+}
+
+/// Who acted when chartwire itself changes something (auto-disable).
+pub fn system_actor() -> Actor {
+    Actor {
+        kind: "system".into(),
+        id: None,
+    }
+}

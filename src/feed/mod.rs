@@ -67,38 +67,9 @@ pub fn decode_cursor(cursor: &str) -> Result<i64, FeedError> {
         .ok_or(FeedError::InvalidCursor)
 }
 
-/// Expand type patterns (`patient.created`, `patient.*`, `*`) into the exact
-/// names of the catalogue. `*` matches record events only.
+/// Expand type patterns into exact names (see [`catalogue::expand`]).
 pub fn expand_patterns(patterns: &[String]) -> Result<Vec<String>, FeedError> {
-    let mut names = Vec::new();
-    for pattern in patterns {
-        let matched: Vec<&str> = if pattern == "*" {
-            catalogue::all()
-                .iter()
-                .filter(|t| t.category == catalogue::Category::Record)
-                .map(|t| t.name.as_str())
-                .collect()
-        } else if let Some(resource) = pattern.strip_suffix(".*") {
-            catalogue::all()
-                .iter()
-                .filter(|t| t.name.split_once('.').map(|(r, _)| r) == Some(resource))
-                .map(|t| t.name.as_str())
-                .collect()
-        } else {
-            catalogue::find(pattern)
-                .map(|t| vec![t.name.as_str()])
-                .unwrap_or_default()
-        };
-        if matched.is_empty() {
-            return Err(FeedError::InvalidTypes(pattern.chars().take(100).collect()));
-        }
-        for name in matched {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_owned());
-            }
-        }
-    }
-    Ok(names)
+    catalogue::expand(patterns).map_err(FeedError::InvalidTypes)
 }
 
 #[derive(Clone)]
@@ -166,9 +137,14 @@ impl FeedService {
     }
 }
 
-fn visible_categories(_role: Role) -> Vec<String> {
-    // Operational events (a later addition) will be visible to Superadmins only.
-    vec![catalogue::Category::Record.as_str().to_owned()]
+/// Record events for everyone; operational events for Superadmins only;
+/// test events never (they exist for one endpoint's delivery).
+fn visible_categories(role: Role) -> Vec<String> {
+    let mut categories = vec![catalogue::Category::Record.as_str().to_owned()];
+    if role == Role::Superadmin {
+        categories.push(catalogue::Category::Operational.as_str().to_owned());
+    }
+    categories
 }
 
 #[cfg(test)]

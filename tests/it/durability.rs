@@ -91,7 +91,7 @@ async fn nothing_acknowledged_is_lost_after_kill_9() {
     let log = dir.path().join("server.log");
     let key = new_key(dir.path(), "staff");
     let mut server = serve(dir.path(), &log);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..8 {
@@ -268,7 +268,7 @@ async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
     let first = new_key(dir.path(), "superadmin");
     let mut server = serve(dir.path(), &dir.path().join("server.log"));
     let second = new_key(dir.path(), "integration");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     for key in [&first, &second] {
         let reply = client
             .get(format!("{}/api/v1/patients", server.base))
@@ -345,7 +345,7 @@ async fn record_values_never_reach_the_log() {
     let log = dir.path().join("server.log");
     let key = new_key(dir.path(), "superadmin");
     let server = serve(dir.path(), &log);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let marker = "Phimarker-Quintessa";
     let dob = "1911-11-11";
     let created: Value = client
@@ -417,7 +417,7 @@ async fn a_server_and_the_keys_command_can_open_a_new_database_together() {
         };
         let server = serve(dir.path(), &dir.path().join("server.log"));
         let key = keys.join().expect("keys create succeeded");
-        let reply = reqwest::Client::new()
+        let reply = crate::helpers::client()
             .get(format!("{}/api/v1/patients", server.base))
             .bearer_auth(&key)
             .send()

@@ -263,7 +263,7 @@ async fn the_catalogue_lists_every_event_type() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 11 * 3 + 5);
+    assert_eq!(names.len(), 11 * 3 + 5 + 5 + 1);
     for expected in [
         "patient.created",
         "lab_result.modified",

@@ -9,6 +9,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// An HTTP client for talking to test servers.
+pub fn client() -> reqwest::Client {
+    chartwire::app::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Which database the suite runs against (`CHARTWIRE_TEST_BACKEND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -66,13 +72,13 @@ impl TestApp {
     pub async fn spawn_with(retention: Duration) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = Backend::from_env().database_url(&dir);
-        let server = app::start(ServeConfig {
-            database_url: database_url.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            event_retention: retention,
-        })
-        .await
-        .expect("server starts");
+        let mut config = ServeConfig::new(
+            database_url.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path().to_owned(),
+        );
+        config.event_retention = retention;
+        let server = app::start(config).await.expect("server starts");
         let keys = KeyService::new(server.store.clone());
         let admin = keys.create("admin", Role::Superadmin).await.unwrap().1;
         let staff = keys.create("staff", Role::Staff).await.unwrap().1;
@@ -83,7 +89,7 @@ impl TestApp {
             .1;
         TestApp {
             base: format!("http://{}", server.addr),
-            client: reqwest::Client::new(),
+            client: client(),
             admin,
             staff,
             integration,

@@ -7,6 +7,8 @@ use axum::Json;
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
+mod webhooks;
+
 use super::access::{self, Access};
 use crate::records::schema::{ADDRESS_FIELDS, FieldKind, FieldSpec, RECORD_TYPES, RecordType};
 
@@ -48,22 +50,22 @@ fn build() -> Value {
     })
 }
 
-fn reference(name: &str) -> Value {
+pub(super) fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-fn json_content(schema: Value) -> Value {
+pub(super) fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
 
-fn problem(description: &str) -> Value {
+pub(super) fn problem(description: &str) -> Value {
     json!({
         "description": description,
         "content": {"application/problem+json": {"schema": reference("ProblemDetails")}},
     })
 }
 
-fn error_responses(statuses: &[u16]) -> Map<String, Value> {
+pub(super) fn error_responses(statuses: &[u16]) -> Map<String, Value> {
     let mut responses = Map::new();
     for status in statuses {
         let text = match status {
@@ -85,11 +87,11 @@ fn error_responses(statuses: &[u16]) -> Map<String, Value> {
     responses
 }
 
-fn query_param(name: &str, description: &str, schema: Value) -> Value {
+pub(super) fn query_param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
-fn path_param(name: &str, schema: Value) -> Value {
+pub(super) fn path_param(name: &str, schema: Value) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": schema})
 }
 
@@ -163,7 +165,10 @@ fn operation(method: &Method, path: &str, access: Access) -> Value {
             responses.insert("200".into(), json!({"description": "Every event type.", "content": json_content(reference("EventTypeList"))}));
             json!({"summary": "The catalogue of event types", "tags": ["webhooks"], "responses": responses})
         }
-        _ => record_operation(method, path),
+        _ => match webhooks::operation(method, path) {
+            Some(op) => op,
+            None => record_operation(method, path),
+        },
     };
     match access {
         Access::Public => op["security"] = json!([]),
@@ -176,7 +181,7 @@ fn operation(method: &Method, path: &str, access: Access) -> Value {
     op
 }
 
-fn limit_param(max: i64, default: i64) -> Value {
+pub(super) fn limit_param(max: i64, default: i64) -> Value {
     query_param(
         "limit",
         "How many items per page.",
@@ -284,7 +289,7 @@ fn field_schema(spec: &FieldSpec) -> Value {
     }
 }
 
-fn nullable(schema: Value) -> Value {
+pub(super) fn nullable(schema: Value) -> Value {
     json!({"anyOf": [schema, {"type": "null"}]})
 }
 
@@ -337,7 +342,7 @@ fn record_schemas(kind: &RecordType, schemas: &mut Map<String, Value>) {
     schemas.insert(format!("{title}List"), list_of(reference(title)));
 }
 
-fn list_of(item: Value) -> Value {
+pub(super) fn list_of(item: Value) -> Value {
     json!({"type": "object", "required": ["data", "next_cursor", "has_more"], "properties": {
         "data": {"type": "array", "items": item},
         "next_cursor": {"type": ["string", "null"]},
@@ -408,6 +413,7 @@ fn schemas() -> Map<String, Value> {
         "revoked_at": {"type": ["string", "null"], "format": "date-time"}});
     schemas.insert("ApiKey".into(), json!({"type": "object", "required": ["id", "name", "role", "created_at"], "properties": key_properties}));
     schemas.insert("ApiKeyList".into(), list_of(reference("ApiKey")));
+    webhooks::schemas(&mut schemas);
     let mut created = key_properties.clone();
     created["key"] =
         json!({"type": "string", "description": "The secret; shown only in this answer."});

@@ -1,0 +1,242 @@
+//! The dispatcher: turns pending deliveries into HTTP requests.
+//!
+//! The *intake* task follows the deliveries table by id. It wakes when the
+//! commit path publishes a new event sequence (no polling interval), when an
+//! endpoint changes, and when deliveries are re-queued; it loads the new
+//! pending deliveries with their events, renders each event body once, and
+//! hands every delivery to its endpoint's *worker* ([`worker`]). At start it
+//! loads everything still pending, so whatever was in flight when the
+//! process died is sent again (same `webhook-id`).
+//!
+//! On SQLite one process sends everything, so claims live in memory: no
+//! second fsync stands between the commit and the send.
+
+mod metrics;
+mod sender;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::address::AddressPolicy;
+use super::endpoint::EndpointService;
+use super::schedule::RetrySchedule;
+use crate::events;
+use crate::store::webhooks::PendingDelivery;
+use crate::store::{Store, StoredEvent};
+pub use metrics::DeliveryMetrics;
+use worker::{Job, WorkerHandle};
+
+const INTAKE_BATCH: usize = 1000;
+
+enum Command {
+    EndpointChanged(String),
+    Enqueue(Vec<i64>),
+    Wake,
+}
+
+/// How the rest of chartwire talks to the dispatcher. Cheap to clone; when
+/// no dispatcher runs (tools), messages are dropped.
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+pub struct Inbox(mpsc::UnboundedReceiver<Command>);
+
+pub fn channel() -> (DispatcherHandle, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (DispatcherHandle { tx }, Inbox(rx))
+}
+
+impl DispatcherHandle {
+    pub fn endpoint_changed(&self, id: &str) {
+        let _ = self.tx.send(Command::EndpointChanged(id.to_owned()));
+    }
+
+    pub fn enqueue(&self, ids: Vec<i64>) {
+        let _ = self.tx.send(Command::Enqueue(ids));
+    }
+
+    pub fn wake(&self) {
+        let _ = self.tx.send(Command::Wake);
+    }
+}
+
+/// Settings of the delivery engine.
+#[derive(Clone)]
+pub struct DispatchConfig {
+    pub schedule: RetrySchedule,
+    pub timeout: Duration,
+    pub auto_disable_after: Duration,
+    pub policy: AddressPolicy,
+}
+
+/// What every worker shares.
+pub(crate) struct Shared {
+    store: Arc<dyn Store>,
+    endpoints: EndpointService,
+    config: DispatchConfig,
+    client: reqwest::Client,
+    metrics: Arc<DeliveryMetrics>,
+}
+
+pub fn start(
+    inbox: Inbox,
+    store: Arc<dyn Store>,
+    endpoints: EndpointService,
+    config: DispatchConfig,
+    metrics: Arc<DeliveryMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = sender::client(&config)?;
+    let shared = Arc::new(Shared {
+        store,
+        endpoints,
+        config,
+        client,
+        metrics,
+    });
+    tokio::spawn(intake(shared, inbox, shutdown));
+    Ok(())
+}
+
+struct Intake {
+    shared: Arc<Shared>,
+    workers: HashMap<String, WorkerHandle>,
+    last_id: i64,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn intake(shared: Arc<Shared>, Inbox(mut inbox): Inbox, shutdown: watch::Receiver<bool>) {
+    let mut head = shared.store.head();
+    let mut state = Intake {
+        shared,
+        workers: HashMap::new(),
+        last_id: 0,
+        shutdown: shutdown.clone(),
+    };
+    let mut stop = shutdown;
+    loop {
+        head.borrow_and_update();
+        if let Err(err) = state.take_new().await {
+            tracing::warn!(error = %err, "loading pending deliveries failed; retrying");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { return },
+            command = inbox.recv() => match command {
+                Some(command) => state.handle(command).await,
+                None => return,
+            },
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Resolves once the server is shutting down.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
+impl Intake {
+    /// Load pending deliveries created since the last look.
+    async fn take_new(&mut self) -> Result<(), crate::store::StoreError> {
+        loop {
+            let batch = self
+                .shared
+                .store
+                .pending_deliveries(self.last_id, INTAKE_BATCH)
+                .await?;
+            let full = batch.len() == INTAKE_BATCH;
+            if let Some(last) = batch.last() {
+                self.last_id = last.id;
+            }
+            self.route(batch).await;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Wake => {}
+            Command::EndpointChanged(id) => self.refresh(&id).await,
+            Command::Enqueue(ids) => match self.shared.store.pending_by_ids(ids).await {
+                Ok(found) => self.route(found).await,
+                Err(err) => tracing::warn!(error = %err, "loading re-queued deliveries failed"),
+            },
+        }
+    }
+
+    /// Reload an endpoint's settings into its worker (or stop the worker).
+    async fn refresh(&mut self, id: &str) {
+        match self.shared.endpoints.open(id).await {
+            Ok(Some(opened)) => {
+                let worker = self.worker_for(id);
+                worker.configure(Arc::new(opened));
+            }
+            Ok(None) => {
+                if let Some(worker) = self.workers.remove(id) {
+                    worker.stop();
+                }
+            }
+            Err(err) => {
+                tracing::error!(endpoint_id = id, error = %err, "could not open an endpoint")
+            }
+        }
+    }
+
+    fn worker_for(&mut self, id: &str) -> &WorkerHandle {
+        let shared = self.shared.clone();
+        let shutdown = self.shutdown.clone();
+        self.workers
+            .entry(id.to_owned())
+            .or_insert_with(|| worker::spawn(id.to_owned(), shared, shutdown))
+    }
+
+    async fn route(&mut self, batch: Vec<PendingDelivery>) {
+        let mut bodies: HashMap<(i64, bool), Bytes> = HashMap::new();
+        for delivery in batch {
+            if !self.workers.contains_key(&delivery.endpoint_id) {
+                self.refresh(&delivery.endpoint_id).await;
+            }
+            let Some(worker) = self.workers.get(&delivery.endpoint_id) else {
+                continue;
+            };
+            let Some(event) = delivery.event else {
+                worker.expired(delivery.id);
+                continue;
+            };
+            let ids_only = worker.ids_only();
+            let body = bodies
+                .entry((delivery.sequence, ids_only))
+                .or_insert_with(|| {
+                    let stored = StoredEvent {
+                        sequence: delivery.sequence,
+                        event: event.clone(),
+                    };
+                    let rendered = if ids_only {
+                        events::render_ids_only(&stored)
+                    } else {
+                        events::render(&stored)
+                    };
+                    Bytes::from(serde_json::to_vec(&rendered).unwrap_or_default())
+                })
+                .clone();
+            worker.push(Job {
+                delivery_id: delivery.id,
+                event_id: event.id,
+                record_key: delivery.record_key,
+                attempts: delivery.attempts,
+                due_ms: delivery.next_attempt_at,
+                body,
+            });
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! One HTTP attempt: the request chartwire sends and how its answer is read.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+
+use super::worker::Job;
+use super::{DispatchConfig, Shared};
+use crate::webhooks::address::ClientResolver;
+use crate::webhooks::endpoint::OpenedEndpoint;
+use crate::webhooks::signing;
+
+/// The most of a response body kept in the delivery log.
+const SNIPPET_BYTES: usize = 4096;
+
+/// The outbound client: no redirects, no proxy from the environment, names
+/// resolved through the server's resolver, keep-alive pools per host, HTTP/2
+/// where the listener offers it.
+pub(super) fn client(config: &DispatchConfig) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(ClientResolver(
+            config.policy.resolver.clone(),
+        )))
+        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10).min(config.timeout))
+        .build()?)
+}
+
+/// What one attempt found.
+#[derive(Debug, Default)]
+pub(super) struct Sent {
+    pub http_status: Option<u16>,
+    pub error_kind: Option<&'static str>,
+    pub snippet: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Sent {
+    pub fn succeeded(&self) -> bool {
+        self.http_status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    fn error(kind: &'static str) -> Sent {
+        Sent {
+            error_kind: Some(kind),
+            ..Sent::default()
+        }
+    }
+}
+
+pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) -> Sent {
+    let url = match shared.config.policy.check(&endpoint.stored.url).await {
+        Ok(url) => url,
+        Err(_) => return Sent::error("address_not_allowed"),
+    };
+    let timestamp = chrono::Utc::now().timestamp();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let keys: Vec<Vec<u8>> = endpoint
+        .signing_keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            *i == 0
+                || endpoint
+                    .previous_key_until
+                    .is_some_and(|until| until > now_ms)
+        })
+        .map(|(_, key)| key.clone())
+        .collect();
+    let signature = signing::signature_header(&keys, &job.event_id, timestamp, &job.body);
+    let mut request = shared
+        .client
+        .post(url)
+        .timeout(shared.config.timeout)
+        .header(CONTENT_TYPE, "application/json")
+        .header(USER_AGENT, concat!("chartwire/", env!("CARGO_PKG_VERSION")));
+    for (name, value) in &endpoint.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .header("webhook-id", &job.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(job.body.clone());
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(err) => return Sent::error(classify(&err)),
+    };
+    let status = response.status().as_u16();
+    let retry_after = if status == 429 || status == 503 {
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    } else {
+        None
+    };
+    let mut snippet = Vec::new();
+    let mut read_error = None;
+    while snippet.len() < SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(err) => {
+                read_error = Some(classify(&err));
+                break;
+            }
+        }
+    }
+    snippet.truncate(SNIPPET_BYTES);
+    Sent {
+        http_status: Some(status),
+        error_kind: read_error.or(((200..300).contains(&status))
+            .then_some(())
+            .map_or(Some("http_status"), |_| None)),
+        snippet: (!snippet.is_empty()).then(|| String::from_utf8_lossy(&snippet).into_owned()),
+        retry_after,
+    }
+}
+
+/// An error kind for the delivery log; never the error's text, which may
+/// carry the URL.
+fn classify(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        return "timeout";
+    }
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(current) = source {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return "tls";
+        }
+        source = current.source();
+    }
+    if err.is_connect() {
+        "connect"
+    } else if err.is_body() || err.is_decode() {
+        "response"
+    } else {
+        "network"
+    }
+}
