@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chartwire::app::{self, RunningServer, ServeConfig};
 use chartwire::auth::{KeyService, Role};
+use chartwire::webhooks::schedule::RetrySchedule;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -70,6 +71,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(retention: Duration) -> TestApp {
+        TestApp::spawn_configured(|config| config.event_retention = retention).await
+    }
+
+    /// A server whose webhooks may reach 127.0.0.0/8, retrying on a
+    /// schedule of seconds; `adjust` changes anything else.
+    pub async fn spawn_configured(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = Backend::from_env().database_url(&dir);
         let mut config = ServeConfig::new(
@@ -77,7 +84,9 @@ impl TestApp {
             "127.0.0.1:0".parse().unwrap(),
             dir.path().to_owned(),
         );
-        config.event_retention = retention;
+        config.webhooks.endpoint_allow = vec!["127.0.0.0/8".parse().unwrap()];
+        config.webhooks.retry_schedule = RetrySchedule::parse("1s,1s,1s,1s,1s,1s").unwrap();
+        adjust(&mut config);
         let server = app::start(config).await.expect("server starts");
         let keys = KeyService::new(server.store.clone());
         let admin = keys.create("admin", Role::Superadmin).await.unwrap().1;
@@ -146,6 +155,13 @@ impl TestApp {
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
         self.call(Method::PATCH, path, Some(&self.admin), Some(body))
             .await
+    }
+
+    /// Create a webhook endpoint and insist on 201.
+    pub async fn endpoint(&self, body: Value) -> Value {
+        let reply = self.post("/api/v1/webhooks/endpoints", body).await;
+        assert_eq!(reply.status, 201, "creating an endpoint: {}", reply.body);
+        reply.body
     }
 
     /// Create a record and insist on 201.

@@ -2,9 +2,11 @@
 //! `CHARTWIRE_TEST_BACKEND` picks the backend (sqlite by default).
 
 mod helpers;
+mod listener;
 
 mod durability;
 mod events;
 mod feed;
 mod records;
 mod roles;
+mod webhooks;

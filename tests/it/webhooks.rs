@@ -1,0 +1,491 @@
+//! Webhooks end to end: endpoints, delivery to real listeners, signatures,
+//! retries, disable/recover, isolation, ordering and limits.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::listener::{Behaviour, Listener, Received};
+
+const SOON: Duration = Duration::from_secs(10);
+
+fn types(received: &[Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn patient(app: &TestApp) -> i64 {
+    app.create(
+        "patients",
+        json!({"first_name": "W", "last_name": "H", "date_of_birth": "1977-07-07"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn delivery_log(app: &TestApp, endpoint: &str) -> Vec<Value> {
+    let reply = app
+        .get(&format!(
+            "/api/v1/webhooks/endpoints/{endpoint}/deliveries?limit=200"
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_events_are_delivered_signed_with_custom_headers() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(
+            json!({"url": listener.url("a"), "events": ["patient.*", "appointment.checked_in"],
+            "headers": {"Authorization": "Bearer integration-token-1"}, "description": "EHR sync"}),
+        )
+        .await;
+    assert_eq!(endpoint["status"], "enabled");
+    assert_eq!(
+        endpoint["headers"]["Authorization"], "Bea…",
+        "header values are masked"
+    );
+    let other = app
+        .endpoint(json!({"url": listener.url("b"), "events": ["task.*"]}))
+        .await;
+    let secret = app
+        .get(&format!(
+            "/api/v1/webhooks/endpoints/{}/secret",
+            endpoint["id"].as_str().unwrap()
+        ))
+        .await
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+
+    let f = app.fixtures().await;
+    app.patch(
+        &format!("/api/v1/patients/{}", f.patient),
+        json!({"sex": "male"}),
+    )
+    .await;
+    app.patch(
+        &format!("/api/v1/appointments/{}", f.appointment),
+        json!({"status": "checked_in"}),
+    )
+    .await;
+    listener.wait_for("a", 3, SOON).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let names = types(&listener.received("a"));
+    assert_eq!(
+        names,
+        [
+            "patient.created",
+            "patient.modified",
+            "appointment.checked_in"
+        ]
+    );
+    assert!(
+        listener.received("b").is_empty(),
+        "no task events were written"
+    );
+
+    let feed = app.all_events().await;
+    for request in listener.received("a") {
+        let body = request.json();
+        assert_eq!(
+            request.header("authorization"),
+            "Bearer integration-token-1"
+        );
+        assert_eq!(request.header("content-type"), "application/json");
+        assert!(request.header("user-agent").starts_with("chartwire/"));
+        assert_eq!(request.header("webhook-id"), body["id"].as_str().unwrap());
+        let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 30);
+        let key = chartwire::webhooks::signing::secret_bytes(&secret).unwrap();
+        let expected = chartwire::webhooks::signing::sign(
+            &key,
+            request.header("webhook-id"),
+            timestamp,
+            &request.body,
+        );
+        assert_eq!(request.header("webhook-signature"), expected);
+        // Same identity as the feed's copy of the event.
+        let in_feed = feed
+            .iter()
+            .find(|e| e["id"] == body["id"])
+            .expect("the event is in the feed");
+        assert_eq!(in_feed, &body);
+    }
+    let log = delivery_log(&app, endpoint["id"].as_str().unwrap()).await;
+    assert_eq!(log.len(), 3);
+    assert!(
+        log.iter()
+            .all(|d| d["status"] == "succeeded" && d["attempts"] == 1)
+    );
+    assert!(
+        delivery_log(&app, other["id"].as_str().unwrap())
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_rules_are_enforced_and_secrets_never_shown_in_full() {
+    let app = TestApp::spawn_configured(|c| c.webhooks.endpoint_allow.clear()).await;
+    let cases = [
+        (
+            json!({"url": "http://hooks.example/x", "events": ["*"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://127.0.0.1/x", "events": ["*"]}),
+            "url",
+        ),
+        (json!({"url": "https://[::1]/x", "events": ["*"]}), "url"),
+        (
+            json!({"url": "ftp://hooks.example/x", "events": ["*"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["patient.exploded"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["webhook.test"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["*"], "headers": {"Content-Type": "text/plain"}}),
+            "headers.Content-Type",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["*"], "headers": {"webhook-signature": "x"}}),
+            "headers.webhook-signature",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["*"], "ordering": "fifo"}),
+            "ordering",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["*"], "payload_version": 2}),
+            "payload_version",
+        ),
+        (
+            json!({"url": "https://hooks.example/x", "events": ["*"], "surprise": 1}),
+            "surprise",
+        ),
+        (json!({"events": ["*"]}), "url"),
+    ];
+    for (body, field) in cases {
+        let reply = app.post("/api/v1/webhooks/endpoints", body.clone()).await;
+        assert_eq!(reply.status, 422, "{body}: {}", reply.body);
+        assert!(
+            reply.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
+            "{field}: {}",
+            reply.body
+        );
+    }
+    let created = app
+        .endpoint(
+            json!({"url": "https://hooks.example/x", "events": ["*", "endpoint.*"],
+            "headers": {"X-Api-Key": "k-1234567890"}}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    assert!(!created.to_string().contains("k-1234567890"));
+    let shown = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}"))
+        .await
+        .body;
+    assert_eq!(shown["headers"]["X-Api-Key"], "k-1…");
+    assert!(!shown.to_string().contains("whsec_"));
+    // Sending the masked value back keeps the stored one; the list never shows secrets.
+    let patched = app
+        .patch(
+            &format!("/api/v1/webhooks/endpoints/{id}"),
+            json!({"headers": {"X-Api-Key": "k-1…"}, "description": "d"}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let list = app.get("/api/v1/webhooks/endpoints").await.body;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains("k-1234567890"));
+    // The secret is readable only through its route; rotation shows the new one.
+    let first = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}/secret"))
+        .await
+        .body["secret"]
+        .clone();
+    let rotated = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    assert_ne!(rotated.body["secret"], first);
+    assert_eq!(
+        app.get(&format!("/api/v1/webhooks/endpoints/{id}/secret"))
+            .await
+            .body["secret"],
+        rotated.body["secret"]
+    );
+    // The database holds no secret or header value in clear.
+    let path = app.database_url.strip_prefix("sqlite://").unwrap();
+    let raw = std::fs::read(path).unwrap();
+    let wal = std::fs::read(format!("{path}-wal")).unwrap_or_default();
+    for haystack in [&raw, &wal] {
+        for needle in [
+            "k-1234567890",
+            first.as_str().unwrap(),
+            rotated.body["secret"].as_str().unwrap(),
+        ] {
+            assert!(
+                !haystack
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes()),
+                "a secret is stored in clear"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operational_events_are_for_superadmins_and_only_when_named() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let watcher = app
+        .endpoint(json!({"url": listener.url("ops"), "events": ["endpoint.*"]}))
+        .await;
+    let everything = app
+        .endpoint(json!({"url": listener.url("all"), "events": ["*"]}))
+        .await;
+    let id = everything["id"].as_str().unwrap();
+    app.patch(
+        &format!("/api/v1/webhooks/endpoints/{id}"),
+        json!({"enabled": false}),
+    )
+    .await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/webhooks/endpoints/{id}"),
+        Some(&app.admin),
+        None,
+    )
+    .await;
+    let got = listener.wait_for("ops", 4, SOON).await;
+    // The watcher is subscribed when its own creation commits, so it hears of itself.
+    assert_eq!(
+        types(&got),
+        [
+            "endpoint.created",
+            "endpoint.created",
+            "endpoint.disabled",
+            "endpoint.deleted"
+        ]
+    );
+    assert_eq!(got[0].json()["data"]["id"], watcher["id"]);
+    for request in &got[1..] {
+        let data = &request.json()["data"];
+        assert_eq!(data["id"], id);
+        assert!(
+            !request.json().to_string().contains(&listener.url("all")),
+            "no URLs in operational events"
+        );
+    }
+    assert!(listener.received("all").is_empty());
+    let admin_feed = app.get("/api/v1/changes?types=endpoint.*").await.body;
+    assert_eq!(
+        admin_feed["data"].as_array().unwrap().len(),
+        4,
+        "{admin_feed}"
+    );
+    let staff_feed = app
+        .call(
+            Method::GET,
+            "/api/v1/changes?types=endpoint.*",
+            Some(&app.staff),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(staff_feed["data"], json!([]));
+    let star = app.get("/api/v1/changes?types=*").await.body;
+    assert_eq!(star["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_retried_with_the_same_webhook_id_until_success() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    listener.set(
+        "r",
+        Behaviour {
+            fail_first: 2,
+            ..Behaviour::default()
+        },
+    );
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("r"), "events": ["patient.created"]}))
+        .await;
+    patient(&app).await;
+    let got = listener.wait_for("r", 3, SOON).await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert!(
+        got[1].at.duration_since(got[0].at) >= Duration::from_millis(700),
+        "the schedule's delay"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = delivery_log(&app, endpoint["id"].as_str().unwrap()).await;
+    assert_eq!(log[0]["status"], "succeeded");
+    assert_eq!(log[0]["attempts"], 3);
+    let detail = app
+        .get(&format!(
+            "/api/v1/webhooks/deliveries/{}",
+            log[0]["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    let attempts = detail["attempts_log"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(attempts[0]["http_status"], 500);
+    assert_eq!(attempts[0]["response_snippet"], "thanks");
+    assert_eq!(attempts[2]["http_status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_410_disables_the_endpoint() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    listener.set(
+        "slow",
+        Behaviour {
+            status: Some(503),
+            retry_after: Some(3),
+            ..Behaviour::default()
+        },
+    );
+    app.endpoint(json!({"url": listener.url("slow"), "events": ["patient.created"]}))
+        .await;
+    let gone = app
+        .endpoint(json!({"url": listener.url("gone"), "events": ["patient.created"]}))
+        .await;
+    listener.set(
+        "gone",
+        Behaviour {
+            status: Some(410),
+            ..Behaviour::default()
+        },
+    );
+    patient(&app).await;
+    let first = listener.wait_for("slow", 1, SOON).await;
+    listener.set("slow", Behaviour::default());
+    let second = listener.wait_for("slow", 2, SOON).await;
+    assert!(
+        second[1].at.duration_since(first[0].at) >= Duration::from_millis(2800),
+        "Retry-After: 3 was not honoured"
+    );
+
+    listener.wait_for("gone", 1, SOON).await;
+    let id = gone["id"].as_str().unwrap();
+    let deadline = Instant::now() + SOON;
+    loop {
+        let shown = app
+            .get(&format!("/api/v1/webhooks/endpoints/{id}"))
+            .await
+            .body;
+        if shown["status"] == "disabled" {
+            assert_eq!(shown["disabled_reason"], "gone");
+            assert_eq!(shown["enabled"], false);
+            break;
+        }
+        assert!(Instant::now() < deadline, "410 did not disable: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    patient(&app).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        listener.received("gone").len(),
+        1,
+        "nothing is sent to a disabled endpoint"
+    );
+    let log = delivery_log(&app, id).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_deliveries_fail_visibly_and_can_be_retried() {
+    let app = TestApp::spawn_configured(|c| {
+        c.webhooks.retry_schedule =
+            chartwire::webhooks::schedule::RetrySchedule::parse("1s,1s").unwrap();
+    })
+    .await;
+    let listener = Listener::start().await;
+    listener.set(
+        "x",
+        Behaviour {
+            status: Some(500),
+            ..Behaviour::default()
+        },
+    );
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("x"), "events": ["patient.created"]}))
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    patient(&app).await;
+    listener.wait_for("x", 3, SOON).await;
+    let deadline = Instant::now() + SOON;
+    let failed = loop {
+        let log = delivery_log(&app, id).await;
+        if log[0]["status"] == "failed" {
+            break log[0].clone();
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["failure_reason"], "retries_exhausted");
+    assert_eq!(failed["attempts"], 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(listener.received("x").len(), 3, "no fourth attempt");
+    let filtered = app
+        .get(&format!(
+            "/api/v1/webhooks/endpoints/{id}/deliveries?status=failed"
+        ))
+        .await
+        .body;
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 1);
+
+    listener.set("x", Behaviour::default());
+    let retried = app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/webhooks/deliveries/{}/retry",
+                failed["id"].as_str().unwrap()
+            ),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(retried.status, 202, "{}", retried.body);
+    let got = listener.wait_for("x", 4, SOON).await;
+    assert_eq!(got[3].header("webhook-id"), got[0].header("webhook-id"));
+}
