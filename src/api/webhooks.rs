@@ -45,7 +45,8 @@ impl From<EndpointError> for ApiError {
 impl From<DeliveryError> for ApiError {
     fn from(err: DeliveryError) -> Self {
         match err {
-            DeliveryError::Invalid(errors) => {
+            DeliveryError::Invalid(errors) => ApiError::invalid(errors),
+            DeliveryError::Conflict(errors) => {
                 let mut problem = ApiError::invalid(errors);
                 problem.status = StatusCode::CONFLICT;
                 problem.kind = "conflict";

@@ -20,6 +20,8 @@ pub const STATUSES: &[&str] = &["pending", "succeeded", "failed", "cancelled"];
 pub enum DeliveryError {
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
+    #[error("not possible in the current state")]
+    Conflict(Vec<FieldError>),
     #[error("not found")]
     NotFound,
     #[error(transparent)]
@@ -139,7 +141,7 @@ impl DeliveryService {
             .ok_or(DeliveryError::NotFound)?;
         let endpoint = self.endpoints.load(&row.endpoint_id).await?;
         if endpoint.status != "enabled" {
-            return Err(DeliveryError::Invalid(vec![FieldError::new(
+            return Err(DeliveryError::Conflict(vec![FieldError::new(
                 "endpoint_id",
                 "endpoint_disabled",
                 "the endpoint is disabled; enable it first",
@@ -147,7 +149,7 @@ impl DeliveryService {
         }
         let now = chrono::Utc::now().timestamp_millis();
         if !self.store.requeue_delivery(id, now).await? {
-            return Err(DeliveryError::Invalid(vec![FieldError::new(
+            return Err(DeliveryError::Conflict(vec![FieldError::new(
                 "id",
                 "cancelled",
                 "a cancelled delivery cannot be retried",
@@ -172,7 +174,7 @@ impl DeliveryService {
                 )])
             })?;
         if endpoint.status != "enabled" {
-            return Err(DeliveryError::Invalid(vec![FieldError::new(
+            return Err(DeliveryError::Conflict(vec![FieldError::new(
                 "endpoint_id",
                 "endpoint_disabled",
                 "the endpoint is disabled; enable it first",

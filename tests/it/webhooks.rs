@@ -489,3 +489,309 @@ async fn exhausted_deliveries_fail_visibly_and_can_be_retried() {
     let got = listener.wait_for("x", 4, SOON).await;
     assert_eq!(got[3].header("webhook-id"), got[0].header("webhook-id"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_get_events_committed_after_they_exist_and_recover_what_they_missed() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let before = patient(&app).await;
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("late"), "events": ["patient.*"]}))
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let after = patient(&app).await;
+    let got = listener.wait_for("late", 1, SOON).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(listener.received("late").len(), 1);
+    assert_eq!(got[0].json()["data"]["id"], after);
+    assert_ne!(after, before);
+
+    // Disabled: nothing is sent and nothing is queued; recover replays exactly the gap.
+    let disabled_at = chrono::Utc::now().to_rfc3339();
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/webhooks/endpoints/{id}"),
+            json!({"enabled": false})
+        )
+        .await
+        .body["status"],
+        "disabled"
+    );
+    let mut missed = Vec::new();
+    for _ in 0..5 {
+        missed.push(patient(&app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(listener.received("late").len(), 1);
+    let refused = app
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{id}/recover"),
+            json!({"since": disabled_at}),
+        )
+        .await;
+    assert_eq!(
+        refused.status, 409,
+        "recover needs the endpoint enabled first"
+    );
+    let enabled = app
+        .patch(
+            &format!("/api/v1/webhooks/endpoints/{id}"),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(enabled.body["status"], "enabled");
+    let bad = app
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{id}/recover"),
+            json!({"since": "yesterday"}),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    let recovered = app
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{id}/recover"),
+            json!({"since": disabled_at}),
+        )
+        .await;
+    assert_eq!(recovered.status, 200, "{}", recovered.body);
+    assert_eq!(recovered.body["created"], 5);
+    let got = listener.wait_for("late", 6, SOON).await;
+    let mut ids: Vec<i64> = got[1..]
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, missed, "exactly the missed events");
+    // The recovered deliveries were created in sequence order (the log lists newest first).
+    let log = delivery_log(&app, id).await;
+    let sequences: Vec<i64> = log
+        .iter()
+        .map(|d| d["sequence"].as_i64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] > w[1]), "{sequences:?}");
+    let again = app
+        .post(
+            &format!("/api/v1/webhooks/endpoints/{id}/recover"),
+            json!({"since": disabled_at}),
+        )
+        .await;
+    assert_eq!(again.body["created"], 0, "recover is idempotent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(listener.received("late").len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_was_down_gets_all_100_events_when_it_comes_back() {
+    let app = TestApp::spawn().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook/down");
+    app.endpoint(json!({"url": url, "events": ["patient.created"]}))
+        .await;
+    let mut written = Vec::new();
+    for _ in 0..100 {
+        written.push(patient(&app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let listener = Listener::start_on(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let got = listener
+        .wait_for("down", 100, Duration::from_secs(20))
+        .await;
+    let mut ids: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids, written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_does_not_delay_another() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    listener.set(
+        "slow",
+        Behaviour {
+            delay: Some(Duration::from_secs(10)),
+            ..Behaviour::default()
+        },
+    );
+    app.endpoint(
+        json!({"url": listener.url("slow"), "events": ["patient.created"], "max_in_flight": 2}),
+    )
+    .await;
+    app.endpoint(json!({"url": listener.url("fast"), "events": ["patient.created"]}))
+        .await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        patient(&app).await;
+    }
+    listener.wait_for("fast", 20, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fast endpoint waited for the slow one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_record_ordering_holds_under_retries() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    listener.set(
+        "ordered",
+        Behaviour {
+            fail_first: 1,
+            ..Behaviour::default()
+        },
+    );
+    app.endpoint(
+        json!({"url": listener.url("ordered"), "events": ["patient.*"], "ordering": "per_record"}),
+    )
+    .await;
+    let id = patient(&app).await;
+    for phone in ["1", "2", "3"] {
+        app.patch(&format!("/api/v1/patients/{id}"), json!({"phone": phone}))
+            .await;
+    }
+    let got = listener.wait_for("ordered", 5, SOON).await;
+    let sequences: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["sequence"].as_i64().unwrap())
+        .collect();
+    // The first attempt failed and was retried before anything later went out.
+    assert_eq!(sequences[0], sequences[1], "{sequences:?}");
+    assert!(
+        sequences[1..].windows(2).all(|w| w[0] < w[1]),
+        "{sequences:?}"
+    );
+    assert_eq!(
+        types(&got[1..]),
+        [
+            "patient.created",
+            "patient.modified",
+            "patient.modified",
+            "patient.modified"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_max_in_flight_hold() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    app.endpoint(json!({"url": listener.url("rated"), "events": ["patient.created"], "rate_limit_per_second": 5})).await;
+    listener.set(
+        "narrow",
+        Behaviour {
+            delay: Some(Duration::from_millis(200)),
+            ..Behaviour::default()
+        },
+    );
+    app.endpoint(
+        json!({"url": listener.url("narrow"), "events": ["patient.created"], "max_in_flight": 2}),
+    )
+    .await;
+    for _ in 0..10 {
+        patient(&app).await;
+    }
+    let got = listener.wait_for("rated", 10, SOON).await;
+    let span = got[9].at.duration_since(got[0].at);
+    assert!(
+        span >= Duration::from_millis(1700),
+        "10 requests at 5/s took only {span:?}"
+    );
+    listener.wait_for("narrow", 10, SOON).await;
+    assert_eq!(listener.max_in_flight("narrow"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_content_and_test_events() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(
+            json!({"url": listener.url("ids"), "events": ["patient.created"], "content": "ids"}),
+        )
+        .await;
+    let id = patient(&app).await;
+    let got = listener.wait_for("ids", 1, SOON).await;
+    assert_eq!(
+        got[0].json()["data"],
+        json!({"object": "patient", "id": id, "version": 1})
+    );
+    let sent = app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/webhooks/endpoints/{}/test",
+                endpoint["id"].as_str().unwrap()
+            ),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    let got = listener.wait_for("ids", 2, SOON).await;
+    assert_eq!(got[1].json()["type"], "webhook.test");
+    assert_eq!(
+        got[1].header("webhook-id"),
+        sent.body["event_id"].as_str().unwrap()
+    );
+    let feed = app.get("/api/v1/changes").await.body;
+    assert!(
+        !feed.to_string().contains("webhook.test"),
+        "test events stay out of the feed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_too_long_is_auto_disabled() {
+    let app =
+        TestApp::spawn_configured(|c| c.webhooks.auto_disable_after = Duration::from_secs(2)).await;
+    let listener = Listener::start().await;
+    listener.set(
+        "dead",
+        Behaviour {
+            status: Some(502),
+            ..Behaviour::default()
+        },
+    );
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("dead"), "events": ["patient.created"]}))
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    patient(&app).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let shown = app
+            .get(&format!("/api/v1/webhooks/endpoints/{id}"))
+            .await
+            .body;
+        if shown["status"] == "auto_disabled" {
+            assert_eq!(shown["enabled"], true, "the admin's switch is untouched");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not auto-disabled: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = app
+        .get("/api/v1/changes?types=endpoint.auto_disabled")
+        .await
+        .body;
+    assert_eq!(events["data"][0]["data"]["id"], id);
+    let log = delivery_log(&app, id).await;
+    assert_eq!(log[0]["status"], "failed");
+    assert_eq!(log[0]["failure_reason"], "endpoint_disabled");
+    // Switching it on again clears the auto-disable.
+    let on = app
+        .patch(
+            &format!("/api/v1/webhooks/endpoints/{id}"),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(on.body["status"], "enabled");
+}
