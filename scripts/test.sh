@@ -15,13 +15,18 @@ command -v python3 >/dev/null || { apt-get update && apt-get install -y python3 
 
 step "python tools (schemathesis) in target/test-venv"
 venv="$root/target/test-venv"
-if [ ! -x "$venv/bin/schemathesis" ]; then
+if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" 2>/dev/null || {
         apt-get update && apt-get install -y python3-venv
         python3 -m venv "$venv"
     }
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
+if ! cmp -s tests/requirements.txt "$venv/installed-requirements.txt"; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt "$venv/installed-requirements.txt"
+fi
+# The integration suite checks signatures and schemas with these reference implementations.
+export CHARTWIRE_TEST_PYTHON="$venv/bin/python"
 
 step "format and lints"
 cargo fmt --all -- --check

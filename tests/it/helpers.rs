@@ -305,3 +305,32 @@ pub fn plurals() -> Vec<&'static str> {
         .map(|k| k.plural)
         .collect()
 }
+
+/// Run `tests/py/check.py KIND` on `cases` with the Python the test command
+/// installed (reference implementations: `standardwebhooks`, `jsonschema_rs`).
+pub fn python_check(kind: &str, cases: &Value) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var("CHARTWIRE_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/test-venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test.sh, which installs the reference verifiers",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.json");
+    std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/py/check.py"))
+        .arg(kind)
+        .arg(&file)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{kind} check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -795,3 +795,57 @@ async fn an_endpoint_failing_for_too_long_is_auto_disabled() {
         .await;
     assert_eq!(on.body["status"], "enabled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_standard_webhooks_library_verifies_our_signatures_through_a_rotation() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("sig"), "events": ["patient.created"]}))
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    let old = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}/secret"))
+        .await
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    patient(&app).await;
+    listener.wait_for("sig", 1, SOON).await;
+    let rotated = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    let new = rotated.body["secret"].as_str().unwrap().to_owned();
+    patient(&app).await;
+    let got = listener.wait_for("sig", 2, SOON).await;
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 1);
+    assert_eq!(
+        got[1].header("webhook-signature").split(' ').count(),
+        2,
+        "both secrets sign during the overlap"
+    );
+    let case = |secret: &str, request: &Received, expect: bool| {
+        json!({"secret": secret, "body": String::from_utf8(request.body.clone()).unwrap(),
+            "headers": request.headers, "expect": expect})
+    };
+    let mut tampered = got[0].clone();
+    tampered.body = tampered
+        .body
+        .iter()
+        .map(|b| if *b == b'W' { b'X' } else { *b })
+        .collect();
+    let cases = json!([
+        case(&old, &got[0], true),
+        case(&new, &got[0], false),
+        case(&old, &got[1], true),
+        case(&new, &got[1], true),
+        case(&old, &tampered, false),
+    ]);
+    crate::helpers::python_check("signatures", &cases);
+}
