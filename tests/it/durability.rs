@@ -31,6 +31,10 @@ impl Drop for Served {
 
 /// Start `chartwire serve` on a free port with its logs in `log`.
 fn serve(dir: &Path, log: &Path) -> Served {
+    serve_with(dir, log, &[])
+}
+
+fn serve_with(dir: &Path, log: &Path, extra: &[&str]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,6 +42,7 @@ fn serve(dir: &Path, log: &Path) -> Served {
         .port();
     let child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir)
         .env_remove("CHARTWIRE_DATABASE_URL")
@@ -473,4 +478,92 @@ async fn serve_without_arguments_creates_its_data_dir_and_says_how_to_get_a_key(
         printed.contains("chartwire keys create --role superadmin"),
         "{printed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let flags = [
+        "--endpoint-allow",
+        "127.0.0.0/8",
+        "--retry-schedule",
+        "1s,1s,1s,1s,1s,1s",
+    ];
+    let key = new_key(dir.path(), "superadmin");
+    let listener = crate::listener::Listener::start().await;
+    let mut server = serve_with(dir.path(), &log, &flags);
+    let client = crate::helpers::client();
+    let created = client
+        .post(format!("{}/api/v1/webhooks/endpoints", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"url": listener.url("crash"), "events": ["patient.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let (client, base, key, stop) = (
+            client.clone(),
+            server.base.clone(),
+            key.clone(),
+            stop.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 5_000 {
+                i += 1;
+                let sent = client
+                    .post(format!("{base}/api/v1/patients"))
+                    .bearer_auth(&key)
+                    .json(&json!({"first_name": format!("D{w}"), "last_name": format!("N{i}"), "date_of_birth": "1970-01-01"}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(reply) if reply.status() == 201 => {
+                        if let Ok(body) = reply.json::<Value>().await {
+                            acked.push(body["id"].as_i64().unwrap());
+                        }
+                    }
+                    Ok(reply) => panic!("unexpected status {}", reply.status()),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = BTreeSet::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(
+        acked.len() > 50,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+    let _server = serve_with(dir.path(), &log, &flags);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered: BTreeSet<i64> = listener
+            .received("crash")
+            .iter()
+            .map(|r| r.json()["data"]["id"].as_i64().unwrap())
+            .collect();
+        let missing: Vec<_> = acked.difference(&delivered).take(5).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged events never delivered, e.g. {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
