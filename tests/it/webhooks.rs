@@ -849,3 +849,41 @@ async fn the_reference_standard_webhooks_library_verifies_our_signatures_through
     ]);
     crate::helpers::python_check("signatures", &cases);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_metrics_are_exported_without_phi() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("m"), "events": ["patient.created"]}))
+        .await;
+    app.create(
+        "patients",
+        json!({"first_name": "Metricmarker", "last_name": "Q", "date_of_birth": "1966-06-16"}),
+    )
+    .await;
+    listener.wait_for("m", 1, SOON).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = app
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.contains("chartwire_deliveries_total{outcome=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("chartwire_delivery_attempt_seconds_count 1"));
+    assert!(text.contains("chartwire_deliveries_pending 0"));
+    assert!(text.contains(&format!(
+        "chartwire_deliveries_in_flight{{endpoint=\"{}\"}} 0",
+        endpoint["id"].as_str().unwrap()
+    )));
+    assert!(!text.contains("127.0.0.1"), "no URLs in metrics");
+    assert!(
+        !text.contains("Metricmarker") && !text.contains("1966"),
+        "no record values in metrics"
+    );
+}
