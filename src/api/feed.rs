@@ -10,7 +10,7 @@ use super::AppState;
 use super::input;
 use super::problem::ApiError;
 use crate::auth::Principal;
-use crate::events::catalogue;
+use crate::events::{catalogue, schema};
 use crate::feed::{FeedRequest, MAX_LIMIT, MAX_WAIT};
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -56,10 +56,20 @@ pub async fn changes(
     })))
 }
 
+/// The catalogue, each type with a JSON Schema of its body and an example.
 pub async fn event_types() -> Json<Value> {
-    Json(json!({
-        "data": catalogue::all(),
-        "next_cursor": null,
-        "has_more": false,
-    }))
+    let types: Vec<Value> = catalogue::all()
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "description": t.description,
+                "record_type": t.record_type,
+                "category": t.category,
+                "schema": schema::schema_of(t),
+                "example": schema::example_of(t),
+            })
+        })
+        .collect();
+    Json(json!({"data": types, "next_cursor": null, "has_more": false}))
 }

@@ -6,6 +6,7 @@
 //! that caused them; this module only builds them. It knows no HTTP.
 
 pub mod catalogue;
+pub mod schema;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};

@@ -6,6 +6,7 @@
 //! answers with records or a [`RecordError`]. It reaches the database only
 //! through the store traits.
 
+pub mod json_schema;
 pub mod schema;
 pub mod validate;
 

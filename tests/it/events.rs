@@ -284,3 +284,167 @@ async fn the_catalogue_lists_every_event_type() {
             .all(|t| !t["description"].as_str().unwrap().is_empty())
     );
 }
+
+/// Every example of the catalogue, and one real event of every type, is
+/// valid against the published schema (checked by jsonschema_rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_type_has_a_schema_its_example_and_real_events_satisfy() {
+    use crate::listener::{Behaviour, Listener};
+    use std::time::Duration;
+    let app =
+        TestApp::spawn_configured(|c| c.webhooks.auto_disable_after = Duration::from_secs(1)).await;
+    let listener = Listener::start().await;
+    let catalogue = app
+        .call(
+            Method::GET,
+            "/api/v1/webhooks/event-types",
+            Some(&app.integration),
+            None,
+        )
+        .await
+        .body;
+    let catalogue = catalogue["data"].as_array().unwrap().clone();
+
+    // Real events of every type.
+    let f = app.fixtures().await;
+    for plural in plurals() {
+        let (body, change) = sample(plural, f);
+        let id = app.create(plural, body).await["id"].clone();
+        app.patch(&format!("/api/v1/{plural}/{id}"), change).await;
+        app.call(
+            Method::DELETE,
+            &format!("/api/v1/{plural}/{id}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    }
+    app.patch(
+        &format!("/api/v1/appointments/{}", f.appointment),
+        json!({"status": "checked_in"}),
+    )
+    .await;
+    app.patch(
+        &format!("/api/v1/appointments/{}", f.appointment),
+        json!({"status": "cancelled"}),
+    )
+    .await;
+    app.create("encounters", json!({"patient_id": f.patient, "provider_id": f.provider, "occurred_on": "2026-12-01", "status": "signed"})).await;
+    app.create(
+        "lab_results",
+        json!({"patient_id": f.patient, "test_name": "K", "status": "final"}),
+    )
+    .await;
+    app.create("prescriptions", json!({"patient_id": f.patient, "prescriber_id": f.provider, "medication": "m", "status": "discontinued"})).await;
+    let watcher = app
+        .endpoint(json!({"url": listener.url("all"), "events": ["endpoint.*"]}))
+        .await;
+    let watcher_id = watcher["id"].as_str().unwrap();
+    app.patch(
+        &format!("/api/v1/webhooks/endpoints/{watcher_id}"),
+        json!({"description": "x"}),
+    )
+    .await;
+    let other = app
+        .endpoint(json!({"url": listener.url("other"), "events": ["task.*"]}))
+        .await;
+    let other_id = other["id"].as_str().unwrap();
+    app.patch(
+        &format!("/api/v1/webhooks/endpoints/{other_id}"),
+        json!({"enabled": false}),
+    )
+    .await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/webhooks/endpoints/{other_id}"),
+        Some(&app.admin),
+        None,
+    )
+    .await;
+    listener.set(
+        "dead",
+        Behaviour {
+            status: Some(500),
+            ..Behaviour::default()
+        },
+    );
+    let dead = app
+        .endpoint(json!({"url": listener.url("dead"), "events": ["patient.created"]}))
+        .await;
+    app.create(
+        "patients",
+        json!({"first_name": "A", "last_name": "B", "date_of_birth": "1990-01-01"}),
+    )
+    .await;
+    app.call(
+        Method::POST,
+        &format!("/api/v1/webhooks/endpoints/{watcher_id}/test"),
+        Some(&app.admin),
+        None,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app
+        .get(&format!(
+            "/api/v1/webhooks/endpoints/{}",
+            dead["id"].as_str().unwrap()
+        ))
+        .await
+        .body["status"]
+        != "auto_disabled"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failing endpoint was not auto-disabled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut real = app.all_events().await;
+    real.extend(
+        listener
+            .wait_for("all", 1, Duration::from_secs(10))
+            .await
+            .iter()
+            .map(|r| r.json()),
+    );
+
+    let mut cases = Vec::new();
+    for entry in &catalogue {
+        let name = entry["name"].as_str().unwrap();
+        let schema = &entry["schema"];
+        assert!(schema.is_object() && entry["example"].is_object(), "{name}");
+        cases.push(json!({"name": format!("{name} example"), "schema": schema, "instance": entry["example"]}));
+        let emitted = real
+            .iter()
+            .find(|e| e["type"] == name)
+            .unwrap_or_else(|| panic!("no real {name} event"));
+        cases.push(
+            json!({"name": format!("{name} emitted"), "schema": schema, "instance": emitted}),
+        );
+    }
+    // The schemas are strict enough to reject a wrong body.
+    let patient_created = catalogue
+        .iter()
+        .find(|e| e["name"] == "patient.created")
+        .unwrap();
+    let mut wrong = patient_created["example"].clone();
+    wrong["data"]["date_of_birth"] = json!(19900101);
+    crate::helpers::python_check("schemas", &json!(cases));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wrong.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!([{"schema": patient_created["schema"], "instance": wrong}]))
+            .unwrap(),
+    )
+    .unwrap();
+    let python = std::env::var("CHARTWIRE_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/test-venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let status = std::process::Command::new(python)
+        .arg(format!("{}/tests/py/check.py", env!("CARGO_MANIFEST_DIR")))
+        .args(["schemas", file.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status;
+    assert!(!status.success(), "a wrong body must fail its schema");
+}

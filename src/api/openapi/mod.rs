@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 mod webhooks;
 
 use super::access::{self, Access};
-use crate::records::schema::{ADDRESS_FIELDS, FieldKind, FieldSpec, RECORD_TYPES, RecordType};
+use crate::records::json_schema;
+use crate::records::schema::{FieldSpec, RECORD_TYPES, RecordType};
 
 pub async fn serve() -> Json<Value> {
     Json(document().clone())
@@ -266,31 +267,11 @@ fn record_operation(method: &Method, path: &str) -> Value {
 }
 
 fn field_schema(spec: &FieldSpec) -> Value {
-    match spec.kind {
-        FieldKind::Text { max } => {
-            json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
-        }
-        FieldKind::Email => json!({"type": "string", "format": "email", "maxLength": 254}),
-        FieldKind::Date => json!({"type": "string", "format": "date"}),
-        FieldKind::Instant => json!({"type": "string", "format": "date-time"}),
-        FieldKind::Integer { min, max } => {
-            json!({"type": "integer", "minimum": min, "maximum": max})
-        }
-        FieldKind::Decimal { min, max } => {
-            json!({"type": "number", "minimum": min, "maximum": max})
-        }
-        FieldKind::Bool => json!({"type": "boolean"}),
-        FieldKind::Enum(values) => json!({"type": "string", "enum": values}),
-        FieldKind::Reference(target) => {
-            json!({"type": "integer", "minimum": 1, "maximum": i64::MAX,
-            "description": format!("The id of a {target}.")})
-        }
-        FieldKind::Address => reference("Address"),
-    }
+    json_schema::field_schema(spec, &reference("Address"))
 }
 
 pub(super) fn nullable(schema: Value) -> Value {
-    json!({"anyOf": [schema, {"type": "null"}]})
+    json_schema::nullable(schema)
 }
 
 fn record_schemas(kind: &RecordType, schemas: &mut Map<String, Value>) {
@@ -363,19 +344,7 @@ fn schemas() -> Map<String, Value> {
             "detail": {"type": "string"}, "field": {"type": "string"},
             "errors": {"type": "array", "items": field_error}}}),
     );
-    let address: Map<String, Value> = ADDRESS_FIELDS
-        .iter()
-        .map(|f| {
-            (
-                (*f).to_owned(),
-                nullable(json!({"type": "string", "maxLength": 200})),
-            )
-        })
-        .collect();
-    schemas.insert(
-        "Address".into(),
-        json!({"type": "object", "properties": address, "additionalProperties": false}),
-    );
+    schemas.insert("Address".into(), json_schema::address_schema());
     for kind in RECORD_TYPES {
         record_schemas(kind, &mut schemas);
     }
@@ -400,10 +369,11 @@ fn schemas() -> Map<String, Value> {
     );
     schemas.insert(
         "EventType".into(),
-        json!({"type": "object", "required": ["name", "description", "category"], "properties": {
+        json!({"type": "object", "required": ["name", "description", "category", "schema", "example"], "properties": {
         "name": {"type": "string"}, "description": {"type": "string"},
-        "record_type": {"type": ["string", "null"]}, "category": {"type": "string"}}}),
-    );
+        "record_type": {"type": ["string", "null"]}, "category": {"type": "string"},
+        "schema": {"type": "object", "description": "JSON Schema (2020-12) of the event body."},
+        "example": {"type": "object", "description": "An example body."}}}));
     schemas.insert("EventTypeList".into(), list_of(reference("EventType")));
     let role = json!({"type": "string", "enum": ["superadmin", "staff", "integration"]});
     let key_properties = json!({
