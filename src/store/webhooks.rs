@@ -180,8 +180,12 @@ pub trait DeliveryStore: Send + Sync {
     ) -> Result<Vec<PendingDelivery>, StoreError>;
     /// These deliveries, if still pending, with their events.
     async fn pending_by_ids(&self, ids: Vec<i64>) -> Result<Vec<PendingDelivery>, StoreError>;
-    /// Record an attempt. Returns the endpoint's `failing_since` afterwards.
-    async fn record_attempt(&self, record: AttemptRecord) -> Result<Option<String>, StoreError>;
+    /// Record attempts, in one write. Returns, for each, the endpoint's
+    /// `failing_since` afterwards.
+    async fn record_attempts(
+        &self,
+        records: Vec<AttemptRecord>,
+    ) -> Result<Vec<Option<String>>, StoreError>;
     async fn list_deliveries(&self, filter: DeliveryFilter)
     -> Result<Vec<DeliveryRow>, StoreError>;
     async fn get_delivery(

@@ -114,22 +114,21 @@ pub fn record_attempt(conn: &Connection, r: &AttemptRecord) -> Result<Option<Str
         r.http_status,
         r.error_kind
     ])?;
-    let failing_since = match &r.outcome {
-        AttemptOutcome::Succeeded => None,
-        _ => Some(r.attempted_at.as_str()),
-    };
+    if let AttemptOutcome::Succeeded = r.outcome {
+        conn.prepare_cached(
+            "UPDATE webhook_endpoints SET failing_since = NULL
+             WHERE id = ?1 AND failing_since IS NOT NULL",
+        )?
+        .execute(params![r.endpoint_id])?;
+        return Ok(None);
+    }
     conn.prepare_cached(
-        "UPDATE webhook_endpoints
-         SET failing_since = CASE WHEN ?2 IS NULL THEN NULL ELSE COALESCE(failing_since, ?2) END
-         WHERE id = ?1",
+        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?2) WHERE id = ?1",
     )?
-    .execute(params![r.endpoint_id, failing_since])?;
+    .execute(params![r.endpoint_id, r.attempted_at])?;
     Ok(conn
-        .query_row(
-            "SELECT failing_since FROM webhook_endpoints WHERE id = ?1",
-            params![r.endpoint_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT failing_since FROM webhook_endpoints WHERE id = ?1")?
+        .query_row(params![r.endpoint_id], |row| row.get(0))
         .optional()?
         .flatten())
 }

@@ -324,9 +324,17 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
-    async fn record_attempt(&self, record: AttemptRecord) -> Result<Option<String>, StoreError> {
+    async fn record_attempts(
+        &self,
+        records: Vec<AttemptRecord>,
+    ) -> Result<Vec<Option<String>>, StoreError> {
         self.writer
-            .write(move |conn| deliveries::record_attempt(conn, &record))
+            .write(move |conn| {
+                records
+                    .iter()
+                    .map(|record| deliveries::record_attempt(conn, record))
+                    .collect()
+            })
             .await
     }
 

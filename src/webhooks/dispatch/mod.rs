@@ -12,6 +12,7 @@
 //! second fsync stands between the commit and the send.
 
 mod metrics;
+mod recorder;
 mod sender;
 mod worker;
 
@@ -83,6 +84,7 @@ pub(crate) struct Shared {
     config: DispatchConfig,
     client: reqwest::Client,
     metrics: Arc<DeliveryMetrics>,
+    recorder: recorder::Recorder,
 }
 
 pub fn start(
@@ -95,6 +97,7 @@ pub fn start(
 ) -> anyhow::Result<()> {
     let client = sender::client(&config)?;
     let shared = Arc::new(Shared {
+        recorder: recorder::Recorder::start(store.clone()),
         store,
         endpoints,
         config,

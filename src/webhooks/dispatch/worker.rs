@@ -314,9 +314,7 @@ impl Worker {
                     reason: "event_expired".into(),
                 },
             };
-            if let Err(err) = shared.store.record_attempt(record).await {
-                tracing::warn!(error = %err, "recording an expired delivery failed");
-            }
+            shared.recorder.record(record).await;
         });
     }
 }
@@ -374,13 +372,7 @@ async fn attempt(
         response_snippet: sent.snippet.clone(),
         outcome,
     };
-    let failing_since = match shared.store.record_attempt(record).await {
-        Ok(since) => since,
-        Err(err) => {
-            tracing::warn!(delivery_id = job.delivery_id, error = %err, "recording an attempt failed");
-            None
-        }
-    };
+    let failing_since = shared.recorder.record(record).await;
     if gone {
         stop(&shared, &endpoint.stored.id, Stop::Gone).await;
     } else if !succeeded && failing_too_long(&shared, failing_since.as_deref()) {
