@@ -83,14 +83,16 @@ fn in_savepoint<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT write")?;
+    // Cached statements: these run for every write, so they are parsed once.
+    conn.prepare_cached("SAVEPOINT write")?.execute([])?;
     match work(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE write")?;
+            conn.prepare_cached("RELEASE write")?.execute([])?;
             Ok(value)
         }
         Err(err) => {
-            conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
+            conn.prepare_cached("ROLLBACK TO write")?.execute([])?;
+            conn.prepare_cached("RELEASE write")?.execute([])?;
             Err(err)
         }
     }
