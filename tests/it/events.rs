@@ -305,7 +305,9 @@ async fn every_event_type_has_a_schema_its_example_and_real_events_satisfy() {
         .body;
     let catalogue = catalogue["data"].as_array().unwrap().clone();
 
-    // Real events of every type.
+    // Real events of every type, delivered to an endpoint that takes them all.
+    app.endpoint(json!({"url": listener.url("every"), "events": ["*", "endpoint.*"]}))
+        .await;
     let f = app.fixtures().await;
     for plural in plurals() {
         let (body, change) = sample(plural, f);

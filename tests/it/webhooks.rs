@@ -887,3 +887,48 @@ async fn delivery_metrics_are_exported_without_phi() {
         "no record values in metrics"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_through_the_injected_resolver_and_must_stay_inside_allowed_networks() {
+    use chartwire::webhooks::address::StaticResolver;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let mut names = HashMap::new();
+    names.insert(
+        "hooks.clinic.test".to_owned(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    names.insert(
+        "split.clinic.test".to_owned(),
+        vec!["127.0.0.1".parse().unwrap(), "192.0.2.10".parse().unwrap()],
+    );
+    let resolver = Arc::new(StaticResolver {
+        names,
+        fallback: None,
+    });
+    let app = TestApp::spawn_configured(|c| c.webhooks.resolver = Some(resolver)).await;
+    let listener = Listener::start().await;
+    let port = listener.addr.port();
+    app.endpoint(json!({"url": format!("http://hooks.clinic.test:{port}/hook/named"), "events": ["patient.created"]})).await;
+    let split = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            json!({"url": format!("http://split.clinic.test:{port}/hook/x"), "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(
+        split.status, 422,
+        "a name with an address outside the allowed networks: {}",
+        split.body
+    );
+    let unknown = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            json!({"url": format!("http://nowhere.clinic.test:{port}/hook/x"), "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(unknown.status, 422);
+    patient(&app).await;
+    let got = listener.wait_for("named", 1, SOON).await;
+    assert_eq!(got[0].header("host"), format!("hooks.clinic.test:{port}"));
+}
