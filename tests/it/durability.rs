@@ -349,10 +349,43 @@ async fn record_values_never_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let key = new_key(dir.path(), "superadmin");
-    let server = serve(dir.path(), &log);
+    let server = serve_with(
+        dir.path(),
+        &log,
+        &["--endpoint-allow", "127.0.0.0/8", "--retry-schedule", "1s"],
+    );
     let client = crate::helpers::client();
     let marker = "Phimarker-Quintessa";
     let dob = "1911-11-11";
+    // A webhook whose listener refuses connections, with a secret header.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = client
+        .post(format!("{}/api/v1/webhooks/endpoints", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"url": format!("http://127.0.0.1:{closed}/Hookpathmarker"), "events": ["patient.*"],
+            "headers": {"Authorization": "Bearer Headermarker-secret"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 201);
+    let hook: Value = hook.json().await.unwrap();
+    let secret: Value = client
+        .get(format!(
+            "{}/api/v1/webhooks/endpoints/{}/secret",
+            server.base,
+            hook["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let created: Value = client
         .post(format!("{}/api/v1/patients", server.base))
         .bearer_auth(&key)
@@ -401,8 +434,17 @@ async fn record_values_never_reach_the_log() {
         .await
         .unwrap();
     client.delete(&url).bearer_auth(&key).send().await.unwrap();
+    // Let the webhook attempts fail (and be retried) before reading the log.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(server);
     let logged = std::fs::read_to_string(&log).unwrap();
+    for secret in [
+        "Hookpathmarker",
+        "Headermarker",
+        secret["secret"].as_str().unwrap(),
+    ] {
+        assert!(!logged.contains(secret), "`{secret}` reached the log");
+    }
     assert!(
         logged.contains("/api/v1/patients/{id}"),
         "requests are logged by route template: {logged}"

@@ -128,7 +128,10 @@ async fn intake(shared: Arc<Shared>, Inbox(mut inbox): Inbox, shutdown: watch::R
         head.borrow_and_update();
         if let Err(err) = state.take_new().await {
             tracing::warn!(error = %err, "loading pending deliveries failed; retrying");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                _ = stopped(&mut stop) => return,
+            }
         }
         tokio::select! {
             changed = head.changed() => if changed.is_err() { return },
