@@ -117,6 +117,28 @@ pub fn render(stored: &StoredEvent) -> Value {
     })
 }
 
+/// An event that concerns no record.
+fn unattached_event(
+    name: &str,
+    category: catalogue::Category,
+    data: Value,
+    actor: &Actor,
+    occurred_at: &str,
+) -> NewEvent {
+    NewEvent {
+        id: ids::sortable("evt"),
+        event_type: name.to_owned(),
+        category: category.as_str().to_owned(),
+        payload_version: PAYLOAD_VERSION,
+        occurred_at: occurred_at.to_owned(),
+        actor_type: actor.kind.clone(),
+        actor_id: actor.id.clone(),
+        record_type: None,
+        record_id: None,
+        data,
+    }
+}
+
 /// An operational event about an endpoint: its id and status only.
 pub fn endpoint_event(
     name: &str,
@@ -126,35 +148,28 @@ pub fn endpoint_event(
     actor: &Actor,
     occurred_at: &str,
 ) -> NewEvent {
-    NewEvent {
-        id: ids::sortable("evt"),
-        event_type: name.to_owned(),
-        category: catalogue::Category::Operational.as_str().to_owned(),
-        payload_version: PAYLOAD_VERSION,
-        occurred_at: occurred_at.to_owned(),
-        actor_type: actor.kind.clone(),
-        actor_id: actor.id.clone(),
-        record_type: None,
-        record_id: None,
-        data: json!({"object": "endpoint", "id": endpoint_id, "status": status, "enabled": enabled}),
-    }
+    let data =
+        json!({"object": "endpoint", "id": endpoint_id, "status": status, "enabled": enabled});
+    unattached_event(
+        name,
+        catalogue::Category::Operational,
+        data,
+        actor,
+        occurred_at,
+    )
 }
 
 /// The `webhook.test` event for one endpoint.
 pub fn test_event(endpoint_id: &str, actor: &Actor, occurred_at: &str) -> NewEvent {
-    NewEvent {
-        id: ids::sortable("evt"),
-        event_type: catalogue::TEST_EVENT.to_owned(),
-        category: catalogue::Category::Test.as_str().to_owned(),
-        payload_version: PAYLOAD_VERSION,
-        occurred_at: occurred_at.to_owned(),
-        actor_type: actor.kind.clone(),
-        actor_id: actor.id.clone(),
-        record_type: None,
-        record_id: None,
-        data: json!({"object": "webhook_test", "endpoint_id": endpoint_id,
-            "message": "This is a test event sent from chartwire."}),
-    }
+    let data = json!({"object": "webhook_test", "endpoint_id": endpoint_id,
+        "message": "This is a test event sent from chartwire."});
+    unattached_event(
+        catalogue::TEST_EVENT,
+        catalogue::Category::Test,
+        data,
+        actor,
+        occurred_at,
+    )
 }
 
 /// The body as an endpoint with `content: "ids"` receives it: `data` keeps

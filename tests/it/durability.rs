@@ -90,6 +90,48 @@ fn new_key(dir: &Path, role: &str) -> String {
     lines[0].to_owned()
 }
 
+/// `count` writers creating patients until `stop` (or the server dies);
+/// each returns the ids whose create was acknowledged.
+fn spawn_writers(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    count: usize,
+    prefix: &str,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<i64>>> {
+    (0..count)
+        .map(|w| {
+            let (client, base, key, stop) = (client.clone(), base.to_owned(), key.to_owned(), stop.clone());
+            let first_name = format!("{prefix}{w}");
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..5_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let sent = client
+                        .post(format!("{base}/api/v1/patients"))
+                        .bearer_auth(&key)
+                        .json(&json!({"first_name": first_name, "last_name": format!("N{i}"), "date_of_birth": "1970-01-01"}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(reply) if reply.status() == 201 => {
+                            if let Ok(body) = reply.json::<Value>().await {
+                                acked.push(body["id"].as_i64().unwrap());
+                            }
+                        }
+                        Ok(reply) => panic!("unexpected status {}", reply.status()),
+                        Err(_) => break, // the server died mid-request
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,38 +140,7 @@ async fn nothing_acknowledged_is_lost_after_kill_9() {
     let mut server = serve(dir.path(), &log);
     let client = crate::helpers::client();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (client, base, key, stop) = (
-            client.clone(),
-            server.base.clone(),
-            key.clone(),
-            stop.clone(),
-        );
-        writers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) && i < 5_000 {
-                i += 1;
-                let sent = client
-                    .post(format!("{base}/api/v1/patients"))
-                    .bearer_auth(&key)
-                    .json(&json!({"first_name": format!("K{w}"), "last_name": format!("N{i}"), "date_of_birth": "1970-01-01"}))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(reply) if reply.status() == 201 => {
-                        if let Ok(body) = reply.json::<Value>().await {
-                            acked.push(body["id"].as_i64().unwrap());
-                        }
-                    }
-                    Ok(reply) => panic!("unexpected status {}", reply.status()),
-                    Err(_) => break, // the server died mid-request
-                }
-            }
-            acked
-        }));
-    }
+    let writers = spawn_writers(&client, &server.base, &key, 8, "K", &stop);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.child.kill().expect("SIGKILL");
     server.child.wait().unwrap();
@@ -545,38 +556,7 @@ async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..6 {
-        let (client, base, key, stop) = (
-            client.clone(),
-            server.base.clone(),
-            key.clone(),
-            stop.clone(),
-        );
-        writers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) && i < 5_000 {
-                i += 1;
-                let sent = client
-                    .post(format!("{base}/api/v1/patients"))
-                    .bearer_auth(&key)
-                    .json(&json!({"first_name": format!("D{w}"), "last_name": format!("N{i}"), "date_of_birth": "1970-01-01"}))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(reply) if reply.status() == 201 => {
-                        if let Ok(body) = reply.json::<Value>().await {
-                            acked.push(body["id"].as_i64().unwrap());
-                        }
-                    }
-                    Ok(reply) => panic!("unexpected status {}", reply.status()),
-                    Err(_) => break,
-                }
-            }
-            acked
-        }));
-    }
+    let writers = spawn_writers(&client, &server.base, &key, 6, "D", &stop);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.child.kill().expect("SIGKILL");
     server.child.wait().unwrap();

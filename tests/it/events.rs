@@ -363,13 +363,7 @@ async fn every_event_type_has_a_schema_its_example_and_real_events_satisfy() {
         None,
     )
     .await;
-    listener.set(
-        "dead",
-        Behaviour {
-            status: Some(500),
-            ..Behaviour::default()
-        },
-    );
+    listener.set("dead", Behaviour::answer(500));
     let dead = app
         .endpoint(json!({"url": listener.url("dead"), "events": ["patient.created"]}))
         .await;

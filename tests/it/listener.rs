@@ -42,6 +42,16 @@ pub struct Behaviour {
     pub retry_after: Option<u64>,
 }
 
+impl Behaviour {
+    /// Always answer `status`.
+    pub fn answer(status: u16) -> Behaviour {
+        Behaviour {
+            status: Some(status),
+            ..Behaviour::default()
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     received: HashMap<String, Vec<Received>>,

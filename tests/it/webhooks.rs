@@ -387,13 +387,7 @@ async fn retry_after_is_honoured_and_410_disables_the_endpoint() {
     let gone = app
         .endpoint(json!({"url": listener.url("gone"), "events": ["patient.created"]}))
         .await;
-    listener.set(
-        "gone",
-        Behaviour {
-            status: Some(410),
-            ..Behaviour::default()
-        },
-    );
+    listener.set("gone", Behaviour::answer(410));
     patient(&app).await;
     let first = listener.wait_for("slow", 1, SOON).await;
     listener.set("slow", Behaviour::default());
@@ -439,13 +433,7 @@ async fn exhausted_deliveries_fail_visibly_and_can_be_retried() {
     })
     .await;
     let listener = Listener::start().await;
-    listener.set(
-        "x",
-        Behaviour {
-            status: Some(500),
-            ..Behaviour::default()
-        },
-    );
+    listener.set("x", Behaviour::answer(500));
     let endpoint = app
         .endpoint(json!({"url": listener.url("x"), "events": ["patient.created"]}))
         .await;
@@ -753,13 +741,7 @@ async fn an_endpoint_failing_for_too_long_is_auto_disabled() {
     let app =
         TestApp::spawn_configured(|c| c.webhooks.auto_disable_after = Duration::from_secs(2)).await;
     let listener = Listener::start().await;
-    listener.set(
-        "dead",
-        Behaviour {
-            status: Some(502),
-            ..Behaviour::default()
-        },
-    );
+    listener.set("dead", Behaviour::answer(502));
     let endpoint = app
         .endpoint(json!({"url": listener.url("dead"), "events": ["patient.created"]}))
         .await;
