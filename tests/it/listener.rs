@@ -40,6 +40,8 @@ pub struct Behaviour {
     pub fail_first: usize,
     pub delay: Option<Duration>,
     pub retry_after: Option<u64>,
+    /// A `Location` header to send (with a 3xx status).
+    pub location: Option<String>,
 }
 
 impl Behaviour {

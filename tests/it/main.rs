@@ -7,6 +7,7 @@ mod listener;
 mod durability;
 mod events;
 mod feed;
+mod guard;
 mod records;
 mod roles;
 mod webhooks;

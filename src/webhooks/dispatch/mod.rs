@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     store: Arc<dyn Store>,
     endpoints: EndpointService,
     config: DispatchConfig,
-    client: reqwest::Client,
+    clients: sender::Clients,
     metrics: Arc<DeliveryMetrics>,
     recorder: recorder::Recorder,
 }
@@ -95,13 +95,13 @@ pub fn start(
     metrics: Arc<DeliveryMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let client = sender::client(&config)?;
+    let clients = sender::clients(&config)?;
     let shared = Arc::new(Shared {
         recorder: recorder::Recorder::start(store.clone()),
         store,
         endpoints,
         config,
-        client,
+        clients,
         metrics,
     });
     tokio::spawn(intake(shared, inbox, shutdown));

@@ -6,28 +6,42 @@ use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 
 use super::worker::Job;
 use super::{DispatchConfig, Shared};
-use crate::webhooks::address::ClientResolver;
+use crate::webhooks::address::{AddressRefused, GuardedResolver};
 use crate::webhooks::endpoint::OpenedEndpoint;
 use crate::webhooks::signing;
 
 /// The most of a response body kept in the delivery log.
 const SNIPPET_BYTES: usize = 4096;
 
-/// The outbound client: no redirects, no proxy from the environment, names
-/// resolved through the server's resolver, keep-alive pools per host, HTTP/2
-/// where the listener offers it.
-pub(super) fn client(config: &DispatchConfig) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(std::sync::Arc::new(ClientResolver(
-            config.policy.resolver.clone(),
-        )))
-        .pool_max_idle_per_host(256)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10).min(config.timeout))
-        .build()?)
+/// The outbound clients: no redirects, no proxy from the environment,
+/// keep-alive pools per host, HTTP/2 where the listener offers it, and names
+/// resolved once through the address guard (the connection goes to the
+/// checked addresses). One client for https URLs (public addresses or
+/// allowed networks), one for plain http (allowed networks only).
+pub(crate) struct Clients {
+    public: reqwest::Client,
+    inside: reqwest::Client,
+}
+
+pub(super) fn clients(config: &DispatchConfig) -> anyhow::Result<Clients> {
+    let build = |inside_only: bool| -> anyhow::Result<reqwest::Client> {
+        Ok(reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(GuardedResolver {
+                policy: config.policy.clone(),
+                inside_only,
+            }))
+            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10).min(config.timeout))
+            .build()?)
+    };
+    Ok(Clients {
+        public: build(false)?,
+        inside: build(true)?,
+    })
 }
 
 /// What one attempt found.
@@ -53,10 +67,32 @@ impl Sent {
 }
 
 pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) -> Sent {
-    let url = match shared.config.policy.check(&endpoint.stored.url).await {
-        Ok(url) => url,
+    // The shape again (the rules may have changed since the endpoint was
+    // saved); addresses are checked by the clients' resolver, IP literals here.
+    let target = match shared.config.policy.shape(&endpoint.stored.url) {
+        Ok(target) => target,
         Err(_) => return Sent::error("address_not_allowed"),
     };
+    let literal = match target.url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if let Some(ip) = literal
+        && shared
+            .config
+            .policy
+            .permits(ip, target.inside_only)
+            .is_err()
+    {
+        return Sent::error("address_not_allowed");
+    }
+    let client = if target.inside_only {
+        &shared.clients.inside
+    } else {
+        &shared.clients.public
+    };
+    let url = target.url;
     let timestamp = chrono::Utc::now().timestamp();
     let now_ms = chrono::Utc::now().timestamp_millis();
     let keys: Vec<Vec<u8>> = endpoint
@@ -72,8 +108,7 @@ pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) 
         .map(|(_, key)| key.clone())
         .collect();
     let signature = signing::signature_header(&keys, &job.event_id, timestamp, &job.body);
-    let mut request = shared
-        .client
+    let mut request = client
         .post(url)
         .timeout(shared.config.timeout)
         .header(CONTENT_TYPE, "application/json")
@@ -137,6 +172,9 @@ fn classify(err: &reqwest::Error) -> &'static str {
     }
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(current) = source {
+        if current.downcast_ref::<AddressRefused>().is_some() {
+            return "address_not_allowed";
+        }
         if current.downcast_ref::<rustls::Error>().is_some() {
             return "tls";
         }

@@ -112,18 +112,25 @@ impl EndpointService {
         &self.policy
     }
 
-    async fn check_url(&self, url: &str) -> Result<(), EndpointError> {
-        self.policy.check(url).await.map(|_| ()).map_err(|err| {
-            let code = match err {
-                AddressError::Malformed => "format",
-                AddressError::Scheme => "scheme",
-                AddressError::IpLiteral => "ip_literal",
-                AddressError::UserInfo => "userinfo",
-                AddressError::Unresolvable => "unresolvable",
-                AddressError::NotAllowed => "address_not_allowed",
-            };
-            EndpointError::Invalid(vec![FieldError::new("url", code, err.to_string())])
-        })
+    /// Check a URL against the address rules; returns the URL to store
+    /// (normalised, fragment removed).
+    async fn check_url(&self, url: &str) -> Result<String, EndpointError> {
+        self.policy
+            .check(url)
+            .await
+            .map(|url| url.to_string())
+            .map_err(|err| {
+                let code = match err {
+                    AddressError::Malformed => "format",
+                    AddressError::Scheme => "scheme",
+                    AddressError::IpLiteral => "ip_literal",
+                    AddressError::UserInfo => "userinfo",
+                    AddressError::SingleLabel => "host_name",
+                    AddressError::Unresolvable => "unresolvable",
+                    AddressError::NotAllowed => "address_not_allowed",
+                };
+                EndpointError::Invalid(vec![FieldError::new("url", code, err.to_string())])
+            })
     }
 
     fn headers_of(
@@ -230,8 +237,8 @@ impl EndpointService {
     }
 
     pub async fn create(&self, body: &Value, actor: &Actor) -> Result<Value, EndpointError> {
-        let settings = input::for_create(body).map_err(EndpointError::Invalid)?;
-        self.check_url(&settings.url).await?;
+        let mut settings = input::for_create(body).map_err(EndpointError::Invalid)?;
+        settings.url = self.check_url(&settings.url).await?;
         let now = ids::now_text();
         let (status, reason) = if settings.enabled {
             ("enabled", None)
@@ -302,9 +309,9 @@ impl EndpointService {
         let current = self.load(id).await?;
         let before = self.settings_of(&current)?;
         let view = self.view(&current)?;
-        let after = input::for_patch(&before, &view, patch).map_err(EndpointError::Invalid)?;
+        let mut after = input::for_patch(&before, &view, patch).map_err(EndpointError::Invalid)?;
         if after.url != before.url {
-            self.check_url(&after.url).await?;
+            after.url = self.check_url(&after.url).await?;
         }
         let now = ids::now_text();
         let mut next = current.clone();

@@ -15,6 +15,9 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use thiserror::Error;
 
+mod deny;
+pub use deny::denied;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AddressError {
     #[error("the URL is not a valid absolute URL")]
@@ -27,6 +30,10 @@ pub enum AddressError {
     IpLiteral,
     #[error("the URL must not contain a user name or password")]
     UserInfo,
+    #[error(
+        "the host must be a fully qualified name (with a dot), not a single label like `localhost`"
+    )]
+    SingleLabel,
     #[error("the host name could not be resolved")]
     Unresolvable,
     #[error("the host resolves to an address outside the allowed networks")]
@@ -73,20 +80,52 @@ impl Resolver for StaticResolver {
     }
 }
 
-/// Adapts a [`Resolver`] to the HTTP client.
-pub struct ClientResolver(pub Arc<dyn Resolver>);
+/// An address the guard refused; the HTTP client reports it as the cause of
+/// a failed connection (error kind `address_not_allowed`).
+#[derive(Debug, Error)]
+#[error("the host resolves to an address that is not allowed ({0})")]
+pub struct AddressRefused(pub &'static str);
 
-impl reqwest::dns::Resolve for ClientResolver {
+/// The resolver the HTTP client uses: resolves once, checks every address,
+/// and hands the client only checked addresses, so it connects to exactly
+/// what was checked (no second lookup, nothing for DNS rebinding to swap).
+pub struct GuardedResolver {
+    pub policy: AddressPolicy,
+    /// For plain-http URLs: every address must be inside an allowed network.
+    pub inside_only: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.0.clone();
+        let policy = self.policy.clone();
+        let inside_only = self.inside_only;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs = resolver.resolve(&host).await?;
+            let addrs = policy.resolver.resolve(&host).await?;
+            if addrs.is_empty() {
+                return Err("the name has no addresses".into());
+            }
+            for ip in &addrs {
+                if let Err(why) = policy.permits(*ip, inside_only) {
+                    return Err(
+                        Box::new(AddressRefused(why)) as Box<dyn std::error::Error + Send + Sync>
+                    );
+                }
+            }
             let addrs: Vec<SocketAddr> =
                 addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// A URL that passed the shape rules.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL, fragment removed.
+    pub url: reqwest::Url,
+    /// Plain http: only allowed networks may be reached.
+    pub inside_only: bool,
 }
 
 /// The URL rules, with the networks the operator opened.
@@ -97,14 +136,27 @@ pub struct AddressPolicy {
 }
 
 impl AddressPolicy {
-    fn inside(&self, ip: IpAddr) -> bool {
-        self.allowed.iter().any(|net| net.contains(&ip))
+    /// Whether a connection to `ip` is allowed: inside an opened network,
+    /// or (unless `inside_only`) an ordinary public address.
+    pub fn permits(&self, ip: IpAddr, inside_only: bool) -> Result<(), &'static str> {
+        if deny::inside(&self.allowed, ip) {
+            return Ok(());
+        }
+        if inside_only {
+            return Err("outside_allowed_networks");
+        }
+        match deny::denied(ip) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
-    /// Check a URL: its shape always, and for URLs that rely on an allowed
-    /// network, that every address of the host is inside it.
-    pub async fn check(&self, url: &str) -> Result<reqwest::Url, AddressError> {
-        let parsed = reqwest::Url::parse(url).map_err(|_| AddressError::Malformed)?;
+    /// The shape rules, without resolving: https with a host name; plain
+    /// http and IP literals (in any spelling, which the URL parser
+    /// normalises) only inside allowed networks; no user name or password.
+    pub fn shape(&self, url: &str) -> Result<Target, AddressError> {
+        let mut parsed = reqwest::Url::parse(url.trim()).map_err(|_| AddressError::Malformed)?;
+        parsed.set_fragment(None);
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(AddressError::UserInfo);
         }
@@ -116,31 +168,47 @@ impl AddressPolicy {
         let literal = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(name)) if name.is_empty() => {
+                return Err(AddressError::Malformed);
+            }
+            Some(url::Host::Domain(name)) if !name.trim_end_matches('.').contains('.') => {
+                return Err(AddressError::SingleLabel);
+            }
             Some(url::Host::Domain(_)) => None,
             None => return Err(AddressError::Malformed),
         };
         match literal {
-            Some(ip) if self.inside(ip) => Ok(parsed),
-            Some(_) => Err(AddressError::IpLiteral),
-            None if https => Ok(parsed),
-            None if self.allowed.is_empty() => Err(AddressError::Scheme),
-            None => {
-                let host = parsed.host_str().unwrap_or_default();
-                let addrs = self
-                    .resolver
-                    .resolve(host)
-                    .await
-                    .map_err(|_| AddressError::Unresolvable)?;
-                if addrs.is_empty() {
-                    return Err(AddressError::Unresolvable);
-                }
-                if addrs.iter().all(|ip| self.inside(*ip)) {
-                    Ok(parsed)
-                } else {
-                    Err(AddressError::Scheme)
-                }
+            Some(ip) if deny::inside(&self.allowed, ip) => {}
+            Some(_) => return Err(AddressError::IpLiteral),
+            None if !https && self.allowed.is_empty() => return Err(AddressError::Scheme),
+            None => {}
+        }
+        Ok(Target {
+            url: parsed,
+            inside_only: !https,
+        })
+    }
+
+    /// The rules applied when an endpoint is saved: the shape, and for a
+    /// plain-http name, that every address it resolves to is inside an
+    /// allowed network. Returns the URL to store (fragment removed).
+    pub async fn check(&self, url: &str) -> Result<reqwest::Url, AddressError> {
+        let target = self.shape(url)?;
+        if target.inside_only && matches!(target.url.host(), Some(url::Host::Domain(_))) {
+            let host = target.url.host_str().unwrap_or_default();
+            let addrs = self
+                .resolver
+                .resolve(host)
+                .await
+                .map_err(|_| AddressError::Unresolvable)?;
+            if addrs.is_empty() {
+                return Err(AddressError::Unresolvable);
+            }
+            if !addrs.iter().all(|ip| deny::inside(&self.allowed, *ip)) {
+                return Err(AddressError::Scheme);
             }
         }
+        Ok(target.url)
     }
 }
 

@@ -1,0 +1,210 @@
+//! The address guard: unsafe URLs refused when saved, resolved addresses
+//! checked at every attempt (and connected to only once checked), redirects
+//! never followed. No test resolves a real name: literals and the injected
+//! resolver only.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chartwire::webhooks::address::StaticResolver;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::listener::{Behaviour, Listener};
+
+/// Each URL is refused at create by a server with no allowed networks.
+const UNSAFE: &[(&str, &str)] = &[
+    ("http://hooks.example.com/x", "scheme"),
+    ("ftp://hooks.example.com/x", "scheme"),
+    ("file:///etc/passwd", "scheme"),
+    ("gopher://hooks.example.com/", "scheme"),
+    ("javascript:alert(1)", "scheme"),
+    ("ws://hooks.example.com/x", "scheme"),
+    ("https://127.0.0.1/x", "ip_literal"),
+    ("https://127.1/x", "ip_literal"),
+    ("https://2130706433/x", "ip_literal"),
+    ("https://0x7f000001/x", "ip_literal"),
+    ("https://0177.0.0.1/x", "ip_literal"),
+    ("https://0x7f.0.0.1/x", "ip_literal"),
+    ("https://017700000001/x", "ip_literal"),
+    ("https://0.0.0.0/x", "ip_literal"),
+    ("https://10.0.0.1/x", "ip_literal"),
+    ("https://172.16.5.4/x", "ip_literal"),
+    ("https://192.168.1.1/x", "ip_literal"),
+    ("https://100.64.0.1/x", "ip_literal"),
+    ("https://169.254.169.254/latest/meta-data/", "ip_literal"),
+    ("https://255.255.255.255/x", "ip_literal"),
+    ("https://224.0.0.1/x", "ip_literal"),
+    ("https://8.8.8.8/x", "ip_literal"),
+    ("https://[::1]/x", "ip_literal"),
+    ("https://[::]/x", "ip_literal"),
+    ("https://[::ffff:127.0.0.1]/x", "ip_literal"),
+    ("https://[::ffff:7f00:1]/x", "ip_literal"),
+    ("https://[0:0:0:0:0:ffff:127.0.0.1]/x", "ip_literal"),
+    ("https://[fe80::1]/x", "ip_literal"),
+    ("https://[fc00::1]/x", "ip_literal"),
+    ("https://[fd00:ec2::254]/x", "ip_literal"),
+    ("https://[64:ff9b::a9fe:a9fe]/x", "ip_literal"),
+    ("https://[2002:7f00:1::]/x", "ip_literal"),
+    ("https://[2606:4700:4700::1111]/x", "ip_literal"),
+    ("https://user:pass@hooks.example.com/x", "userinfo"),
+    ("https://user@hooks.example.com/x", "userinfo"),
+    ("https://hooks.example.com:99999/x", "format"),
+    ("https:///x", "host_name"),
+    ("https://localhost/x", "host_name"),
+    ("https://metadata/computeMetadata/v1/", "host_name"),
+    ("not a url", "format"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_urls_and_every_ip_spelling_are_refused_at_create() {
+    assert!(UNSAFE.len() >= 30);
+    let app = TestApp::spawn_configured(|c| c.webhooks.endpoint_allow.clear()).await;
+    for (url, rule) in UNSAFE {
+        let reply = app
+            .post(
+                "/api/v1/webhooks/endpoints",
+                json!({"url": url, "events": ["*"]}),
+            )
+            .await;
+        assert_eq!(reply.status, 422, "{url}: {}", reply.body);
+        assert_eq!(reply.body["field"], "url", "{url}");
+        assert_eq!(
+            reply.body["errors"][0]["code"], *rule,
+            "{url}: {}",
+            reply.body
+        );
+        assert!(
+            !reply.body.to_string().contains(url),
+            "the URL is not echoed back"
+        );
+    }
+    assert_eq!(
+        app.get("/api/v1/webhooks/endpoints").await.body["data"],
+        json!([])
+    );
+    // A fragment is dropped; a plain https name is fine without resolving it.
+    let saved = app
+        .endpoint(json!({"url": "https://hooks.example.com/x#frag", "events": ["*"]}))
+        .await;
+    assert_eq!(saved["url"], "https://hooks.example.com/x");
+}
+
+/// Counts TCP connections accepted on a loopback port.
+fn counting_port() -> (u16, Arc<AtomicUsize>) {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in socket.incoming() {
+            if stream.is_ok() {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, accepted)
+}
+
+async fn last_attempt(app: &TestApp, endpoint: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = app
+            .get(&format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries"))
+            .await
+            .body;
+        if let Some(first) = log["data"].as_array().and_then(|d| d.first())
+            && first["attempts"].as_i64().unwrap_or(0) > 0
+        {
+            return app
+                .get(&format!(
+                    "/api/v1/webhooks/deliveries/{}",
+                    first["id"].as_str().unwrap()
+                ))
+                .await
+                .body;
+        }
+        assert!(Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_looking_name_that_resolves_to_a_private_address_is_refused_at_delivery() {
+    let (port, accepted) = counting_port();
+    let mut names = HashMap::new();
+    names.insert(
+        "api.partner.example".to_owned(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    names.insert(
+        "split.partner.example".to_owned(),
+        vec![
+            "127.0.0.1".parse().unwrap(),
+            "93.184.216.34".parse().unwrap(),
+        ],
+    );
+    let resolver = Arc::new(StaticResolver {
+        names,
+        fallback: None,
+    });
+    let app = TestApp::spawn_configured(|c| {
+        c.webhooks.endpoint_allow.clear();
+        c.webhooks.resolver = Some(resolver);
+    })
+    .await;
+    let rebinding = app.endpoint(json!({"url": format!("https://api.partner.example:{port}/hook"), "events": ["patient.created"]})).await;
+    let split = app.endpoint(json!({"url": format!("https://split.partner.example:{port}/hook"), "events": ["patient.created"]})).await;
+    app.create(
+        "patients",
+        json!({"first_name": "G", "last_name": "H", "date_of_birth": "1980-01-01"}),
+    )
+    .await;
+    for endpoint in [&rebinding, &split] {
+        let delivery = last_attempt(&app, endpoint["id"].as_str().unwrap()).await;
+        assert_eq!(
+            delivery["attempts_log"][0]["error_kind"], "address_not_allowed",
+            "{delivery}"
+        );
+        assert_eq!(delivery["status"], "pending", "retried later, not dropped");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no connection to a refused address"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_failed_attempts_and_never_followed() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    listener.set(
+        "moved",
+        Behaviour {
+            status: Some(302),
+            location: Some(listener.url("target")),
+            ..Behaviour::default()
+        },
+    );
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("moved"), "events": ["patient.created"]}))
+        .await;
+    app.create(
+        "patients",
+        json!({"first_name": "G", "last_name": "H", "date_of_birth": "1980-01-01"}),
+    )
+    .await;
+    let delivery = last_attempt(&app, endpoint["id"].as_str().unwrap()).await;
+    assert_eq!(delivery["attempts_log"][0]["http_status"], 302);
+    assert_eq!(delivery["status"], "pending");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        listener.received("target").is_empty(),
+        "the Location was followed"
+    );
+}
