@@ -168,9 +168,7 @@ impl AddressPolicy {
         let literal = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(url::Host::Domain(name)) if name.is_empty() => {
-                return Err(AddressError::Malformed);
-            }
+            Some(url::Host::Domain("")) => return Err(AddressError::Malformed),
             Some(url::Host::Domain(name)) if !name.trim_end_matches('.').contains('.') => {
                 return Err(AddressError::SingleLabel);
             }
