@@ -194,5 +194,10 @@ async fn receive(
             .headers_mut()
             .insert("retry-after", seconds.to_string().parse().unwrap());
     }
+    if let Some(location) = behaviour.location {
+        response
+            .headers_mut()
+            .insert("location", location.parse().unwrap());
+    }
     response
 }
