@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Metrics};
+use crate::audit::Auditor;
 use crate::auth::KeyService;
 use crate::feed::FeedService;
 use crate::records::RecordService;
@@ -33,6 +34,8 @@ pub struct ServeConfig {
     pub master_key: Option<String>,
     /// Events older than this are pruned.
     pub event_retention: Duration,
+    /// Audit entries older than this are pruned (six years by default).
+    pub audit_retention: Duration,
     pub webhooks: WebhookOptions,
 }
 
@@ -45,6 +48,7 @@ impl ServeConfig {
             data_dir,
             master_key: None,
             event_retention: Duration::from_secs(90 * 86_400),
+            audit_retention: Duration::from_secs(6 * 366 * 86_400),
             webhooks: WebhookOptions::default(),
         }
     }
@@ -149,6 +153,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         delivery_metrics.clone(),
         shutdown_rx.clone(),
     )?;
+    let audit = Auditor::new(store.clone());
+    spawn_audit_flusher(audit.clone(), shutdown_rx.clone());
     let state = AppState {
         records: RecordService::new(store.clone()),
         feed: FeedService::new(store.clone(), shutdown_rx.clone()),
@@ -158,6 +164,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         store: store.clone(),
         metrics: Arc::new(Metrics::default()),
         delivery_metrics,
+        audit: audit.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -165,18 +172,24 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     spawn_pruner(
         store.clone(),
-        config.event_retention,
-        options.delivery_retention,
+        Retention {
+            events: config.event_retention,
+            deliveries: options.delivery_retention,
+            audit: config.audit_retention,
+        },
         shutdown_rx.clone(),
     );
     let app = api::router(state);
     let mut stop = shutdown_rx;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        })
+        .await
     });
     Ok(RunningServer {
         addr,
@@ -186,42 +199,64 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
-/// Delete events, and finished deliveries, past their retention periods,
-/// checking a few times per period (at least every second, at most every
-/// ten minutes).
-fn spawn_pruner(
-    store: Arc<dyn Store>,
-    retention: Duration,
-    delivery_retention: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let every = (retention.min(delivery_retention) / 4)
+/// How long each kind of history is kept.
+struct Retention {
+    events: Duration,
+    deliveries: Duration,
+    audit: Duration,
+}
+
+/// RFC 3339 text of now minus `age`.
+fn cutoff(age: Duration) -> Option<String> {
+    let age = chrono::Duration::from_std(age).ok()?;
+    let at = chrono::Utc::now().checked_sub_signed(age)?;
+    Some(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
+
+/// Delete events, finished deliveries and audit entries past their
+/// retention periods, checking a few times per period (at least every
+/// second, at most every ten minutes).
+fn spawn_pruner(store: Arc<dyn Store>, retention: Retention, mut shutdown: watch::Receiver<bool>) {
+    let every = (retention.events.min(retention.deliveries) / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(600));
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = crate::webhooks::dispatch::stopped(&mut shutdown) => return,
             }
-            let Ok(age) = chrono::Duration::from_std(retention) else {
-                return;
-            };
-            let before =
-                (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            match store.prune_events(&before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "pruned events past retention"),
-                Err(err) => tracing::warn!(error = %err, "pruning events failed"),
+            if let Some(before) = cutoff(retention.events) {
+                match store.prune_events(&before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(pruned = n, "pruned events past retention"),
+                    Err(err) => tracing::warn!(error = %err, "pruning events failed"),
+                }
             }
-            let Ok(age) = chrono::Duration::from_std(delivery_retention) else {
-                return;
-            };
-            let before =
-                (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            match store.purge_deliveries(&before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "purged finished deliveries past retention"),
-                Err(err) => tracing::warn!(error = %err, "purging deliveries failed"),
+            if let Some(before) = cutoff(retention.deliveries) {
+                match store.purge_deliveries(&before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(purged = n, "purged finished deliveries past retention")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "purging deliveries failed"),
+                }
+            }
+            if let Some(before) = cutoff(retention.audit)
+                && let Err(err) = store.prune_audit(&before).await
+            {
+                tracing::warn!(error = %err, "pruning the audit log failed");
+            }
+        }
+    });
+}
+
+/// Write failed-authentication summaries as their windows close.
+fn spawn_audit_flusher(audit: Auditor, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => audit.flush_failures().await,
+                _ = crate::webhooks::dispatch::stopped(&mut shutdown) => return,
             }
         }
     });

@@ -88,6 +88,7 @@ pub fn table() -> &'static [Rule] {
             Access::Roles(SUPERADMIN),
         );
         add(Method::GET, "/api/v1/changes", Access::Roles(EVERYONE));
+        add(Method::GET, "/api/v1/audit", Access::Roles(SUPERADMIN));
         add(
             Method::GET,
             "/api/v1/webhooks/event-types",

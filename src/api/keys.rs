@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -11,6 +11,7 @@ use super::AppState;
 use super::input;
 use super::problem::ApiError;
 use crate::auth::Role;
+use crate::events::Actor;
 use crate::records::validate::FieldError;
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -47,6 +48,7 @@ pub async fn list(
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -90,7 +92,7 @@ pub async fn create(
     let (Some(name), Some(role), true) = (name, role, errors.is_empty()) else {
         return Err(ApiError::invalid(errors));
     };
-    let (info, secret) = state.keys.create(name, role).await?;
+    let (info, secret) = state.keys.create(name, role, &actor).await?;
     let mut shown = serde_json::to_value(info).unwrap_or_else(|_| json!({}));
     shown["key"] = json!(secret);
     Ok((StatusCode::CREATED, Json(shown)).into_response())
@@ -98,8 +100,9 @@ pub async fn create(
 
 pub async fn revoke(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.keys.revoke(&id, true).await?;
+    state.keys.revoke(&id, true, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@
 //! auth) and their results back into HTTP. No SQL and no business rules here.
 
 pub mod access;
+mod audit;
 mod docs;
 mod feed;
 pub mod input;
@@ -16,12 +17,13 @@ pub mod problem;
 mod records;
 mod webhooks;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Extension, MatchedPath, Path, RawQuery, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -30,7 +32,9 @@ use axum::routing::{MethodFilter, on};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::audit::Auditor;
 use crate::auth::{KeyService, Principal};
+use crate::events::Actor;
 use crate::feed::FeedService;
 use crate::records::RecordService;
 use crate::records::schema::RECORD_TYPES;
@@ -52,6 +56,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub delivery_metrics: Arc<DeliveryMetrics>,
+    pub audit: Auditor,
 }
 
 /// Routes as they are registered, remembered so tests can check every one
@@ -91,6 +96,7 @@ pub fn routes() -> Routes {
         .add(Method::POST, "/api/v1/keys", keys::create)
         .add(Method::DELETE, "/api/v1/keys/{id}", keys::revoke)
         .add(Method::GET, "/api/v1/changes", feed::changes)
+        .add(Method::GET, "/api/v1/audit", audit::list)
         .add(
             Method::GET,
             "/api/v1/webhooks/event-types",
@@ -168,7 +174,7 @@ pub fn routes() -> Routes {
             .add(
                 Method::POST,
                 &collection,
-                move |s: State<AppState>, p: Extension<Principal>, h: HeaderMap, b: Body| {
+                move |s: State<AppState>, p: Extension<Actor>, h: HeaderMap, b: Body| {
                     records::create(kind, s, p, h, b)
                 },
             )
@@ -181,7 +187,7 @@ pub fn routes() -> Routes {
                 Method::PATCH,
                 &item,
                 move |s: State<AppState>,
-                      p: Extension<Principal>,
+                      p: Extension<Actor>,
                       id: Path<String>,
                       h: HeaderMap,
                       b: Body| { records::patch(kind, s, p, id, h, b) },
@@ -189,10 +195,9 @@ pub fn routes() -> Routes {
             .add(
                 Method::DELETE,
                 &item,
-                move |s: State<AppState>,
-                      p: Extension<Principal>,
-                      id: Path<String>,
-                      h: HeaderMap| { records::delete(kind, s, p, id, h) },
+                move |s: State<AppState>, p: Extension<Actor>, id: Path<String>, h: HeaderMap| {
+                    records::delete(kind, s, p, id, h)
+                },
             );
     }
     r
@@ -270,9 +275,18 @@ async fn authorize(
     if rule == access::Access::Public {
         return next.run(request).await;
     }
+    let source_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     let principal = match authenticate(&state, request.headers()).await {
         Ok(principal) => principal,
-        Err(err) => return err.into_response(),
+        Err(err) => {
+            if err.status == StatusCode::UNAUTHORIZED {
+                state.audit.failed_authentication(source_ip).await;
+            }
+            return err.into_response();
+        }
     };
     if !rule.allows(principal.role) {
         return ApiError::forbidden(format!(
@@ -281,7 +295,9 @@ async fn authorize(
         ))
         .into_response();
     }
+    let actor = Actor::api_key(&principal.key_id).with_ip(source_ip);
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(actor);
     next.run(request).await
 }
 

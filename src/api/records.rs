@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::input;
 use super::problem::ApiError;
-use crate::auth::Principal;
 use crate::events::Actor;
 use crate::records::schema::RecordType;
 
@@ -29,15 +28,12 @@ fn with_etag(status: StatusCode, record: Value) -> Response {
 pub async fn create(
     kind: &'static RecordType,
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = input::json_body(&headers, body).await?;
-    let record = state
-        .records
-        .create(kind, &body, &Actor::api_key(&principal.key_id))
-        .await?;
+    let record = state.records.create(kind, &body, &actor).await?;
     let id = record.get("id").and_then(Value::as_i64).unwrap_or(0);
     let mut response = with_etag(StatusCode::CREATED, record);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/{}/{id}", kind.plural)) {
@@ -93,7 +89,7 @@ pub async fn list(
 pub async fn patch(
     kind: &'static RecordType,
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -103,13 +99,7 @@ pub async fn patch(
     let patch = input::json_body(&headers, body).await?;
     let record = state
         .records
-        .patch(
-            kind,
-            id,
-            &patch,
-            expected,
-            &Actor::api_key(&principal.key_id),
-        )
+        .patch(kind, id, &patch, expected, &actor)
         .await?;
     Ok(with_etag(StatusCode::OK, record))
 }
@@ -117,15 +107,12 @@ pub async fn patch(
 pub async fn delete(
     kind: &'static RecordType,
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = input::record_id(&id)?;
     let expected = input::if_match(&headers)?;
-    state
-        .records
-        .delete(kind, id, expected, &Actor::api_key(&principal.key_id))
-        .await?;
+    state.records.delete(kind, id, expected, &actor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::input;
 use super::problem::ApiError;
-use crate::auth::Principal;
 use crate::events::Actor;
 use crate::events::catalogue;
 use crate::webhooks::deliveries::{self, DeliveryError, STATUSES};
@@ -62,10 +61,6 @@ impl From<DeliveryError> for ApiError {
     }
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor::api_key(&principal.key_id)
-}
-
 pub async fn list_endpoints(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -99,12 +94,12 @@ pub async fn list_endpoints(
 
 pub async fn create_endpoint(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = input::json_body(&headers, body).await?;
-    let endpoint = state.endpoints.create(&body, &actor(&principal)).await?;
+    let endpoint = state.endpoints.create(&body, &actor).await?;
     let mut response = (StatusCode::CREATED, Json(endpoint.clone())).into_response();
     if let Some(id) = endpoint["id"].as_str()
         && let Ok(location) = HeaderValue::from_str(&format!("/api/v1/webhooks/endpoints/{id}"))
@@ -123,56 +118,47 @@ pub async fn get_endpoint(
 
 pub async fn patch_endpoint(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let patch = input::json_body(&headers, body).await?;
-    Ok(Json(
-        state
-            .endpoints
-            .patch(&id, &patch, &actor(&principal))
-            .await?,
-    ))
+    Ok(Json(state.endpoints.patch(&id, &patch, &actor).await?))
 }
 
 pub async fn delete_endpoint(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.endpoints.delete(&id, &actor(&principal)).await?;
+    state.endpoints.delete(&id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn send_test(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let sent = state.endpoints.send_test(&id, &actor(&principal)).await?;
+    let sent = state.endpoints.send_test(&id, &actor).await?;
     Ok((StatusCode::ACCEPTED, Json(sent)).into_response())
 }
 
 pub async fn reveal_secret(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.endpoints.reveal_secret(&id).await?))
+    Ok(Json(state.endpoints.reveal_secret(&id, &actor).await?))
 }
 
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        state
-            .endpoints
-            .rotate_secret(&id, &actor(&principal))
-            .await?,
-    ))
+    Ok(Json(state.endpoints.rotate_secret(&id, &actor).await?))
 }
 
 pub async fn list_deliveries(
@@ -218,6 +204,7 @@ pub async fn list_deliveries(
 
 pub async fn recover(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -238,7 +225,7 @@ pub async fn recover(
         ]));
     }
     let since = object.get("since").cloned().unwrap_or(Value::Null);
-    Ok(Json(state.deliveries.recover(&id, &since).await?))
+    Ok(Json(state.deliveries.recover(&id, &since, &actor).await?))
 }
 
 fn delivery_id(text: &str) -> Result<i64, ApiError> {
@@ -254,8 +241,9 @@ pub async fn get_delivery(
 
 pub async fn retry_delivery(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let shown = state.deliveries.retry(delivery_id(&id)?).await?;
+    let shown = state.deliveries.retry(delivery_id(&id)?, &actor).await?;
     Ok((StatusCode::ACCEPTED, Json(shown)).into_response())
 }

@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use crate::audit::Auditor;
+use crate::events::Actor;
 use crate::ids;
 use crate::store::{Store, StoreError, StoredKey};
 
@@ -105,6 +107,7 @@ pub fn hash_key(secret: &str) -> Vec<u8> {
 #[derive(Clone)]
 pub struct KeyService {
     store: Arc<dyn Store>,
+    audit: Auditor,
     touched: Arc<Mutex<HashMap<String, Instant>>>,
     recent: Arc<Mutex<RecentKeys>>,
 }
@@ -115,6 +118,7 @@ type RecentKeys = HashMap<Vec<u8>, (Principal, Instant)>;
 impl KeyService {
     pub fn new(store: Arc<dyn Store>) -> Self {
         KeyService {
+            audit: Auditor::new(store.clone()),
             store,
             touched: Arc::new(Mutex::new(HashMap::new())),
             recent: Arc::new(Mutex::new(HashMap::new())),
@@ -122,7 +126,12 @@ impl KeyService {
     }
 
     /// Create a key; the secret is returned once and never stored.
-    pub async fn create(&self, name: &str, role: Role) -> Result<(KeyInfo, String), AuthError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        role: Role,
+        actor: &Actor,
+    ) -> Result<(KeyInfo, String), AuthError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(AuthError::InvalidName);
@@ -141,6 +150,15 @@ impl KeyService {
             revoked_at: None,
         };
         self.store.insert_key(stored.clone()).await?;
+        let detail = serde_json::json!({"role": role.as_str()});
+        self.audit
+            .record(
+                actor,
+                "key.created",
+                Some(("api_key", &stored.id)),
+                Some(detail),
+            )
+            .await;
         let info = KeyInfo::from_stored(stored).expect("a role we just wrote");
         Ok((info, secret))
     }
@@ -157,7 +175,12 @@ impl KeyService {
 
     /// Revoke a key. Over the API the last superadmin key is kept, so the
     /// practice cannot lock itself out; the command line may revoke any.
-    pub async fn revoke(&self, id: &str, keep_last_superadmin: bool) -> Result<(), AuthError> {
+    pub async fn revoke(
+        &self,
+        id: &str,
+        keep_last_superadmin: bool,
+        actor: &Actor,
+    ) -> Result<(), AuthError> {
         let keep = keep_last_superadmin.then(|| Role::Superadmin.as_str().to_owned());
         match self.store.revoke_key(id, &ids::now_text(), keep).await {
             Ok(true) => {
@@ -165,6 +188,9 @@ impl KeyService {
                     .lock()
                     .expect("auth cache lock")
                     .retain(|_, (principal, _)| principal.key_id != id);
+                self.audit
+                    .record(actor, "key.revoked", Some(("api_key", id)), None)
+                    .await;
                 Ok(())
             }
             Ok(false) => Err(AuthError::NotFound),

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::DatabaseArgs;
 use crate::auth::{KeyService, Role};
+use crate::events::Actor;
 use crate::store::{self, OpenMode};
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +54,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             };
             let (_, secret) = service(&args.database)
                 .await?
-                .create(&args.name, role)
+                .create(&args.name, role, &Actor::command_line())
                 .await?;
             println!("{secret}");
         }
@@ -90,7 +91,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke(args) => {
             service(&args.database)
                 .await?
-                .revoke(&args.id, false)
+                .revoke(&args.id, false, &Actor::command_line())
                 .await?;
             eprintln!("revoked {}", args.id);
         }

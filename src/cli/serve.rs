@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// How long events are kept for the change feed (e.g. 90d, 12h).
     #[arg(long, env = "CHARTWIRE_EVENT_RETENTION", default_value = "90d", value_parser = app::parse_duration)]
     event_retention: Duration,
+    /// How long audit entries are kept (HIPAA asks for six years of documentation).
+    #[arg(long, env = "CHARTWIRE_AUDIT_RETENTION", default_value = "2196d", value_parser = app::parse_duration)]
+    audit_retention: Duration,
     /// Allow webhook endpoints in this network (and plain http to it). Repeatable.
     #[arg(
         long = "endpoint-allow",
@@ -78,6 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.database.data_dir.clone(),
         master_key: std::env::var("CHARTWIRE_MASTER_KEY").ok(),
         event_retention: args.event_retention,
+        audit_retention: args.audit_retention,
         webhooks: WebhookOptions {
             endpoint_allow: args.endpoint_allow.clone(),
             retry_schedule: args.retry_schedule.clone(),

@@ -25,6 +25,9 @@ pub struct Actor {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<String>,
+    /// Where the request came from (for the audit log; never in events).
+    #[serde(skip)]
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl Actor {
@@ -32,7 +35,22 @@ impl Actor {
         Actor {
             kind: "api_key".into(),
             id: Some(id.to_owned()),
+            source_ip: None,
         }
+    }
+
+    /// The operator at the command line.
+    pub fn command_line() -> Actor {
+        Actor {
+            kind: "command_line".into(),
+            id: None,
+            source_ip: None,
+        }
+    }
+
+    pub fn with_ip(mut self, ip: Option<std::net::IpAddr>) -> Actor {
+        self.source_ip = ip;
+        self
     }
 }
 
@@ -189,5 +207,6 @@ pub fn system_actor() -> Actor {
     Actor {
         kind: "system".into(),
         id: None,
+        source_ip: None,
     }
 }

@@ -206,14 +206,54 @@ pub trait StoreHealth: Send + Sync {
     async fn diagnostics(&self) -> Result<Diagnostics, StoreError>;
 }
 
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Assigned by the store; 0 when appending.
+    pub id: i64,
+    pub at: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub source_ip: Option<String>,
+    /// Small JSON object (counts, reasons); never PHI or secrets.
+    pub detail: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries with a smaller id (the log lists newest first).
+    pub before_id: Option<i64>,
+    pub action: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    pub since: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
+    async fn list_audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Delete entries older than `before`; returns how many.
+    async fn prune_audit(&self, before: &str) -> Result<u64, StoreError>;
+}
+
 /// Everything the domain needs from a backend.
 pub trait Store:
-    RecordStore + EventStore + KeyStore + EndpointStore + DeliveryStore + StoreHealth
+    RecordStore + EventStore + KeyStore + EndpointStore + DeliveryStore + AuditStore + StoreHealth
 {
 }
 
 impl<T> Store for T where
-    T: RecordStore + EventStore + KeyStore + EndpointStore + DeliveryStore + StoreHealth
+    T: RecordStore
+        + EventStore
+        + KeyStore
+        + EndpointStore
+        + DeliveryStore
+        + AuditStore
+        + StoreHealth
 {
 }
 

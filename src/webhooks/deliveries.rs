@@ -8,7 +8,8 @@ use thiserror::Error;
 
 use super::dispatch::DispatcherHandle;
 use super::endpoint::{EndpointError, EndpointService};
-use crate::events::catalogue;
+use crate::audit::Auditor;
+use crate::events::{Actor, catalogue};
 use crate::records::validate::FieldError;
 use crate::store::webhooks::{AttemptRow, DeliveryFilter, DeliveryRow};
 use crate::store::{Store, StoreError};
@@ -74,6 +75,7 @@ fn attempt_view(attempt: &AttemptRow) -> Value {
 #[derive(Clone)]
 pub struct DeliveryService {
     store: Arc<dyn Store>,
+    audit: Auditor,
     endpoints: EndpointService,
     dispatcher: DispatcherHandle,
 }
@@ -85,6 +87,7 @@ impl DeliveryService {
         dispatcher: DispatcherHandle,
     ) -> Self {
         DeliveryService {
+            audit: Auditor::new(store.clone()),
             store,
             endpoints,
             dispatcher,
@@ -133,7 +136,7 @@ impl DeliveryService {
     }
 
     /// Attempt again now, whatever the delivery's state (a cancelled one stays cancelled).
-    pub async fn retry(&self, id: i64) -> Result<Value, DeliveryError> {
+    pub async fn retry(&self, id: i64, actor: &Actor) -> Result<Value, DeliveryError> {
         let (row, _) = self
             .store
             .get_delivery(id)
@@ -156,12 +159,21 @@ impl DeliveryService {
             )]));
         }
         self.dispatcher.enqueue(vec![id]);
+        let target = format!("{ID_PREFIX}{id}");
+        self.audit
+            .record(actor, "delivery.retried", Some(("delivery", &target)), None)
+            .await;
         self.get(id).await
     }
 
     /// Re-queue the endpoint's failed deliveries since `since`, and create
     /// deliveries for every matching event since then that has none.
-    pub async fn recover(&self, endpoint_id: &str, since: &Value) -> Result<Value, DeliveryError> {
+    pub async fn recover(
+        &self,
+        endpoint_id: &str,
+        since: &Value,
+        actor: &Actor,
+    ) -> Result<Value, DeliveryError> {
         let endpoint = self.endpoints.load(endpoint_id).await?;
         let since = since
             .as_str()
@@ -197,6 +209,17 @@ impl DeliveryService {
         );
         self.dispatcher.enqueue(recovery.requeued.clone());
         self.dispatcher.wake();
-        Ok(json!({"requeued": recovery.requeued.len(), "created": recovery.created}))
+        let summary = json!({"requeued": recovery.requeued.len(), "created": recovery.created});
+        let mut detail = summary.clone();
+        detail["since"] = json!(since_text);
+        self.audit
+            .record(
+                actor,
+                "endpoint.recovered",
+                Some(("endpoint", endpoint_id)),
+                Some(detail),
+            )
+            .await;
+        Ok(summary)
     }
 }

@@ -89,10 +89,15 @@ impl TestApp {
         adjust(&mut config);
         let server = app::start(config).await.expect("server starts");
         let keys = KeyService::new(server.store.clone());
-        let admin = keys.create("admin", Role::Superadmin).await.unwrap().1;
-        let staff = keys.create("staff", Role::Staff).await.unwrap().1;
+        let cli = chartwire::events::Actor::command_line();
+        let admin = keys
+            .create("admin", Role::Superadmin, &cli)
+            .await
+            .unwrap()
+            .1;
+        let staff = keys.create("staff", Role::Staff, &cli).await.unwrap().1;
         let integration = keys
-            .create("integration", Role::Integration)
+            .create("integration", Role::Integration, &cli)
             .await
             .unwrap()
             .1;

@@ -189,6 +189,16 @@ pub(super) fn operation(method: &Method, path: &str) -> Option<Value> {
                 Some(reference("DeliveryDetail")),
             ),
         ),
+        ("GET", "/api/v1/audit") => json!({
+            "summary": "The audit log, newest first", "tags": ["audit"],
+            "parameters": [
+                limit_param(500, 100),
+                cursor(),
+                query_param("action", "Only entries with this action (e.g. endpoint.secret_revealed).", json!({"type": "string"})),
+                query_param("since", "Only entries at or after this time.", json!({"type": "string", "format": "date-time"})),
+            ],
+            "responses": with_success(&[400, 401, 403, 503], "200", "Audit entries.", Some(reference("AuditList"))),
+        }),
         _ => return None,
     })
 }
@@ -308,6 +318,16 @@ pub(super) fn schemas(schemas: &mut Map<String, Value>) {
         "required": ["id", "endpoint_id", "event_id", "status", "attempts", "attempts_log"]}),
     );
     schemas.insert("DeliveryList".into(), list_of(reference("Delivery")));
+    schemas.insert("AuditEntry".into(), json!({"type": "object", "required": ["id", "at", "actor", "action"],
+        "description": "Who did what to which object, when and from where. Never PHI or secrets.",
+        "properties": {
+            "id": {"type": "string"}, "at": {"type": "string"},
+            "actor": {"type": "object", "properties": {"type": {"type": "string"}, "id": {"type": ["string", "null"]}}},
+            "action": {"type": "string"},
+            "target": {"type": ["object", "null"]},
+            "source_ip": {"type": ["string", "null"]},
+            "detail": {"type": ["object", "null"]}}}));
+    schemas.insert("AuditList".into(), list_of(reference("AuditEntry")));
     schemas.insert(
         "RecoverRequest".into(),
         json!({"type": "object", "required": ["since"], "additionalProperties": false,

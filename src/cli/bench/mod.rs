@@ -66,7 +66,11 @@ impl BenchServer {
         config.webhooks.timeout = Duration::from_secs(120);
         let server = app::start(config).await?;
         let (_, key) = KeyService::new(server.store.clone())
-            .create("bench", Role::Superadmin)
+            .create(
+                "bench",
+                Role::Superadmin,
+                &crate::events::Actor::command_line(),
+            )
             .await?;
         let base = format!("http://{}", server.addr);
         let client = reqwest::Client::builder()

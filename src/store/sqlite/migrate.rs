@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_webhooks.sql"),
     ),
+    (3, include_str!("../../../migrations/sqlite/0003_audit.sql")),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

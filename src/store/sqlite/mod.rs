@@ -10,6 +10,7 @@
 //! on the same file refuses to start; tools (`keys`, `migrate`) do not take it
 //! and share the file through SQLite's own locking.
 
+mod audit;
 mod deliveries;
 mod endpoints;
 mod events;
@@ -28,6 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::watch;
+
+use crate::store::{AuditEntry, AuditQuery, AuditStore};
 
 use crate::store::webhooks::{
     AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
@@ -386,6 +389,28 @@ impl DeliveryStore for SqliteStore {
 
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
         self.readers.read(deliveries::stats).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| audit::append(conn, &entries))
+            .await
+    }
+
+    async fn list_audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.readers
+            .read(move |conn| audit::list(conn, &query))
+            .await
+    }
+
+    async fn prune_audit(&self, before: &str) -> Result<u64, StoreError> {
+        let before = before.to_owned();
+        self.writer
+            .write(move |conn| audit::prune(conn, &before))
+            .await
     }
 }
 

@@ -18,6 +18,7 @@ use thiserror::Error;
 use super::address::{AddressError, AddressPolicy};
 use super::dispatch::DispatcherHandle;
 use super::signing;
+use crate::audit::Auditor;
 use crate::events::{self, Actor};
 use crate::ids;
 use crate::records::validate::FieldError;
@@ -64,6 +65,7 @@ pub enum Stop {
 #[derive(Clone)]
 pub struct EndpointService {
     store: Arc<dyn Store>,
+    audit: Auditor,
     key: MasterKey,
     policy: AddressPolicy,
     rotation_overlap: Duration,
@@ -100,6 +102,7 @@ impl EndpointService {
         dispatcher: DispatcherHandle,
     ) -> Self {
         EndpointService {
+            audit: Auditor::new(store.clone()),
             store,
             key,
             policy,
@@ -284,6 +287,14 @@ impl EndpointService {
             })
             .await?;
         self.dispatcher.endpoint_changed(&stored.id);
+        self.audit
+            .record(
+                actor,
+                "endpoint.created",
+                Some(("endpoint", &stored.id)),
+                None,
+            )
+            .await;
         self.view(&stored)
     }
 
@@ -380,6 +391,16 @@ impl EndpointService {
             })
             .await?;
         self.dispatcher.endpoint_changed(id);
+        let action = if switched_off {
+            "endpoint.disabled"
+        } else if switched_on {
+            "endpoint.enabled"
+        } else {
+            "endpoint.modified"
+        };
+        self.audit
+            .record(actor, action, Some(("endpoint", id)), None)
+            .await;
         self.view(&next)
     }
 
@@ -420,6 +441,10 @@ impl EndpointService {
             })
             .await?;
         tracing::warn!(endpoint_id = id, reason, "endpoint stopped");
+        let detail = serde_json::json!({"reason": reason});
+        self.audit
+            .record(actor, event, Some(("endpoint", id)), Some(detail))
+            .await;
         self.dispatcher.endpoint_changed(id);
         Ok(())
     }
@@ -432,12 +457,23 @@ impl EndpointService {
             .delete_endpoint(&current.id, &now, vec![event])
             .await?;
         self.dispatcher.endpoint_changed(id);
+        self.audit
+            .record(actor, "endpoint.deleted", Some(("endpoint", id)), None)
+            .await;
         Ok(())
     }
 
-    pub async fn reveal_secret(&self, id: &str) -> Result<Value, EndpointError> {
+    pub async fn reveal_secret(&self, id: &str, actor: &Actor) -> Result<Value, EndpointError> {
         let current = self.load(id).await?;
         let secret = self.key.open_text(&current.secret_sealed)?;
+        self.audit
+            .record(
+                actor,
+                "endpoint.secret_revealed",
+                Some(("endpoint", id)),
+                None,
+            )
+            .await;
         Ok(json!({"secret": secret}))
     }
 
@@ -472,6 +508,14 @@ impl EndpointService {
             })
             .await?;
         self.dispatcher.endpoint_changed(id);
+        self.audit
+            .record(
+                actor,
+                "endpoint.secret_rotated",
+                Some(("endpoint", id)),
+                None,
+            )
+            .await;
         Ok(json!({"secret": secret, "previous_secret_expires_at": until}))
     }
 
@@ -485,6 +529,14 @@ impl EndpointService {
             .append_endpoint_event(&current.id, event, now_ms())
             .await?;
         self.dispatcher.wake();
+        self.audit
+            .record(
+                actor,
+                "endpoint.test_sent",
+                Some(("endpoint", &current.id)),
+                None,
+            )
+            .await;
         Ok(json!({"event_id": event_id, "sequence": sequence, "endpoint_id": current.id}))
     }
 }
