@@ -4,6 +4,7 @@
 mod helpers;
 mod listener;
 
+mod audit;
 mod durability;
 mod events;
 mod feed;
