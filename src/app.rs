@@ -70,6 +70,8 @@ pub struct WebhookOptions {
     pub delivery_retention: Duration,
     /// Resolves endpoint host names; the system resolver when `None`.
     pub resolver: Option<Arc<dyn Resolver>>,
+    /// The source address of webhook connections (a static egress IP).
+    pub egress_bind: Option<std::net::IpAddr>,
 }
 
 impl Default for WebhookOptions {
@@ -82,6 +84,7 @@ impl Default for WebhookOptions {
             secret_rotation_overlap: Duration::from_secs(86_400),
             delivery_retention: Duration::from_secs(30 * 86_400),
             resolver: None,
+            egress_bind: None,
         }
     }
 }
@@ -148,6 +151,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             schedule: options.retry_schedule.clone(),
             timeout: options.timeout,
             auto_disable_after: options.auto_disable_after,
+            egress_bind: options.egress_bind,
             policy,
         },
         delivery_metrics.clone(),
@@ -165,6 +169,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         metrics: Arc::new(Metrics::default()),
         delivery_metrics,
         audit: audit.clone(),
+        egress: options.egress_bind,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -91,6 +91,11 @@ pub fn table() -> &'static [Rule] {
         add(Method::GET, "/api/v1/audit", Access::Roles(SUPERADMIN));
         add(
             Method::GET,
+            "/api/v1/webhooks/egress",
+            Access::Roles(EVERYONE),
+        );
+        add(
+            Method::GET,
             "/api/v1/webhooks/event-types",
             Access::Roles(EVERYONE),
         );

@@ -57,6 +57,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub delivery_metrics: Arc<DeliveryMetrics>,
     pub audit: Auditor,
+    /// The fixed source address of webhook connections, if configured.
+    pub egress: Option<std::net::IpAddr>,
 }
 
 /// Routes as they are registered, remembered so tests can check every one
@@ -102,6 +104,7 @@ pub fn routes() -> Routes {
             "/api/v1/webhooks/event-types",
             feed::event_types,
         )
+        .add(Method::GET, "/api/v1/webhooks/egress", webhooks::egress)
         .add(
             Method::GET,
             "/api/v1/webhooks/endpoints",

@@ -247,3 +247,13 @@ pub async fn retry_delivery(
     let shown = state.deliveries.retry(delivery_id(&id)?, &actor).await?;
     Ok((StatusCode::ACCEPTED, Json(shown)).into_response())
 }
+
+/// The addresses webhooks come from, for integrators' allow-lists.
+pub async fn egress(State(state): State<AppState>) -> Json<Value> {
+    Json(match state.egress {
+        Some(ip) => json!({"fixed": true, "addresses": [ip.to_string()],
+            "description": "Webhook requests come from these addresses."}),
+        None => json!({"fixed": false, "addresses": [],
+            "description": "Webhook requests come from whatever address the host's routing picks; ask the operator to set --egress-bind for a fixed one."}),
+    })
+}

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// How long finished deliveries and their attempts are kept.
     #[arg(long, env = "CHARTWIRE_DELIVERY_RETENTION", default_value = "30d", value_parser = app::parse_duration)]
     delivery_retention: Duration,
+    /// Source address for webhook connections (a static egress IP to give integrators).
+    #[arg(long, env = "CHARTWIRE_EGRESS_BIND")]
+    egress_bind: Option<IpAddr>,
     /// Resolve HOST to IP for webhook endpoints instead of asking DNS (like curl's --resolve). Repeatable.
     #[arg(long, env = "CHARTWIRE_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     resolve: Vec<(String, IpAddr)>,
@@ -90,6 +93,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             secret_rotation_overlap: args.secret_rotation_overlap,
             delivery_retention: args.delivery_retention,
             resolver,
+            egress_bind: args.egress_bind,
         },
     };
     let server = app::start(config).await?;

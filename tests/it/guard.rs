@@ -208,3 +208,35 @@ async fn redirects_are_failed_attempts_and_never_followed() {
         "the Location was followed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_leave_from_the_configured_egress_address() {
+    let app =
+        TestApp::spawn_configured(|c| c.webhooks.egress_bind = Some("127.0.0.2".parse().unwrap()))
+            .await;
+    let listener = Listener::start().await;
+    app.endpoint(json!({"url": listener.url("egress"), "events": ["patient.created"]}))
+        .await;
+    app.create(
+        "patients",
+        json!({"first_name": "E", "last_name": "G", "date_of_birth": "1980-01-01"}),
+    )
+    .await;
+    let got = listener
+        .wait_for("egress", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(got[0].peer.ip().to_string(), "127.0.0.2");
+    let shown = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/webhooks/egress",
+            Some(&app.integration),
+            None,
+        )
+        .await;
+    assert_eq!(shown.body["fixed"], true);
+    assert_eq!(shown.body["addresses"], json!(["127.0.0.2"]));
+    let plain = TestApp::spawn().await;
+    let shown = plain.get("/api/v1/webhooks/egress").await.body;
+    assert_eq!(shown["fixed"], false);
+}

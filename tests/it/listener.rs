@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Who connected (the sender's source address).
+    pub peer: SocketAddr,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub at: Instant,
@@ -87,7 +89,13 @@ impl Listener {
         let app = Router::new()
             .route("/hook/{name}", axum::routing::post(receive))
             .with_state(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         state
     }
 
@@ -146,6 +154,7 @@ impl Listener {
 async fn receive(
     State(state): State<Listener>,
     Path(name): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -177,6 +186,7 @@ async fn receive(
         let mut inner = state.inner.lock().unwrap();
         *inner.in_flight.entry(name.clone()).or_default() -= 1;
         inner.received.entry(name).or_default().push(Received {
+            peer,
             headers,
             body: body.to_vec(),
             at,

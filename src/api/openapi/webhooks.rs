@@ -189,6 +189,14 @@ pub(super) fn operation(method: &Method, path: &str) -> Option<Value> {
                 Some(reference("DeliveryDetail")),
             ),
         ),
+        ("GET", "/api/v1/webhooks/egress") => json!({
+            "summary": "The source addresses of webhook requests", "tags": ["webhooks"],
+            "responses": with_success(&[401, 403], "200", "Egress addresses.", Some(json!({"type": "object",
+                "required": ["fixed", "addresses"], "properties": {
+                    "fixed": {"type": "boolean"},
+                    "addresses": {"type": "array", "items": {"type": "string"}},
+                    "description": {"type": "string"}}}))),
+        }),
         ("GET", "/api/v1/audit") => json!({
             "summary": "The audit log, newest first", "tags": ["audit"],
             "parameters": [

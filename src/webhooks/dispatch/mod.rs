@@ -75,6 +75,8 @@ pub struct DispatchConfig {
     pub timeout: Duration,
     pub auto_disable_after: Duration,
     pub policy: AddressPolicy,
+    /// The source address of outgoing connections, when fixed.
+    pub egress_bind: Option<std::net::IpAddr>,
 }
 
 /// What every worker shares.

@@ -36,6 +36,7 @@ pub(super) fn clients(config: &DispatchConfig) -> anyhow::Result<Clients> {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10).min(config.timeout))
+            .local_address(config.egress_bind)
             .build()?)
     };
     Ok(Clients {
