@@ -24,6 +24,9 @@ use crate::webhooks::dispatch::{self, DeliveryMetrics, DispatchConfig};
 use crate::webhooks::endpoint::EndpointService;
 use crate::webhooks::schedule::RetrySchedule;
 
+/// Requests per second per API key unless configured otherwise.
+pub const DEFAULT_API_RATE_LIMIT: u32 = 2000;
+
 #[derive(Clone)]
 pub struct ServeConfig {
     pub database_url: String,
@@ -36,6 +39,8 @@ pub struct ServeConfig {
     pub event_retention: Duration,
     /// Audit entries older than this are pruned (six years by default).
     pub audit_retention: Duration,
+    /// Requests per second per API key (bursts of twice that); `None`: unlimited.
+    pub api_rate_limit: Option<u32>,
     pub webhooks: WebhookOptions,
 }
 
@@ -49,6 +54,7 @@ impl ServeConfig {
             master_key: None,
             event_retention: Duration::from_secs(90 * 86_400),
             audit_retention: Duration::from_secs(6 * 366 * 86_400),
+            api_rate_limit: Some(DEFAULT_API_RATE_LIMIT),
             webhooks: WebhookOptions::default(),
         }
     }
@@ -72,6 +78,8 @@ pub struct WebhookOptions {
     pub resolver: Option<Arc<dyn Resolver>>,
     /// The source address of webhook connections (a static egress IP).
     pub egress_bind: Option<std::net::IpAddr>,
+    /// At most this many endpoints in the deployment.
+    pub max_endpoints: usize,
 }
 
 impl Default for WebhookOptions {
@@ -85,6 +93,7 @@ impl Default for WebhookOptions {
             delivery_retention: Duration::from_secs(30 * 86_400),
             resolver: None,
             egress_bind: None,
+            max_endpoints: 1000,
         }
     }
 }
@@ -141,7 +150,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         policy.clone(),
         options.secret_rotation_overlap,
         dispatcher.clone(),
-    );
+    )
+    .with_max_endpoints(options.max_endpoints);
     let delivery_metrics = Arc::new(DeliveryMetrics::default());
     dispatch::start(
         inbox,
@@ -170,6 +180,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         delivery_metrics,
         audit: audit.clone(),
         egress: options.egress_bind,
+        rate_limiter: Arc::new(crate::api::limits::RateLimiter::new(config.api_rate_limit)),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -10,6 +10,7 @@ mod docs;
 mod feed;
 pub mod input;
 mod keys;
+pub mod limits;
 mod metrics;
 pub mod openapi;
 mod ops;
@@ -59,6 +60,7 @@ pub struct AppState {
     pub audit: Auditor,
     /// The fixed source address of webhook connections, if configured.
     pub egress: Option<std::net::IpAddr>,
+    pub rate_limiter: Arc<limits::RateLimiter>,
 }
 
 /// Routes as they are registered, remembered so tests can check every one
@@ -218,8 +220,26 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(time_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// No request may take longer than this (long-polls wait at most 30 s);
+/// a client that trickles its body in is cut off.
+const REQUEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Request timeout",
+            "the request took longer than the server allows",
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -297,6 +317,20 @@ async fn authorize(
             principal.role.as_str()
         ))
         .into_response();
+    }
+    if let Err(wait) = state.rate_limiter.take(&principal.key_id) {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            "this key's request rate limit was reached; retry after the time in Retry-After",
+        )
+        .into_response();
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
     let actor = Actor::api_key(&principal.key_id).with_ip(source_ip);
     request.extensions_mut().insert(principal);

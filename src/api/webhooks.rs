@@ -27,6 +27,12 @@ impl From<EndpointError> for ApiError {
                 "Conflict",
                 "the endpoint changed meanwhile; fetch it again and retry",
             ),
+            EndpointError::TooMany => ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_endpoints",
+                "Too many endpoints",
+                "the deployment already has its maximum number of endpoints (--max-endpoints); delete one first",
+            ),
             EndpointError::Secrets(err) => {
                 tracing::error!(error = %err, "a sealed endpoint secret could not be opened");
                 ApiError::new(

@@ -49,6 +49,12 @@ pub struct ServeArgs {
     /// How long finished deliveries and their attempts are kept.
     #[arg(long, env = "CHARTWIRE_DELIVERY_RETENTION", default_value = "30d", value_parser = app::parse_duration)]
     delivery_retention: Duration,
+    /// Requests per second per API key (bursts of twice that); 0 turns the limit off.
+    #[arg(long, env = "CHARTWIRE_API_RATE_LIMIT", default_value_t = app::DEFAULT_API_RATE_LIMIT)]
+    api_rate_limit: u32,
+    /// At most this many webhook endpoints.
+    #[arg(long, env = "CHARTWIRE_MAX_ENDPOINTS", default_value_t = 1000)]
+    max_endpoints: usize,
     /// Source address for webhook connections (a static egress IP to give integrators).
     #[arg(long, env = "CHARTWIRE_EGRESS_BIND")]
     egress_bind: Option<IpAddr>,
@@ -85,6 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         master_key: std::env::var("CHARTWIRE_MASTER_KEY").ok(),
         event_retention: args.event_retention,
         audit_retention: args.audit_retention,
+        api_rate_limit: (args.api_rate_limit > 0).then_some(args.api_rate_limit),
         webhooks: WebhookOptions {
             endpoint_allow: args.endpoint_allow.clone(),
             retry_schedule: args.retry_schedule.clone(),
@@ -94,6 +101,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             delivery_retention: args.delivery_retention,
             resolver,
             egress_bind: args.egress_bind,
+            max_endpoints: args.max_endpoints,
         },
     };
     let server = app::start(config).await?;

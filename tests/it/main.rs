@@ -2,6 +2,7 @@
 //! `CHARTWIRE_TEST_BACKEND` picks the backend (sqlite by default).
 
 mod helpers;
+mod limits;
 mod listener;
 
 mod audit;

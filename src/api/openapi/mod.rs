@@ -175,6 +175,9 @@ fn operation(method: &Method, path: &str, access: Access) -> Value {
         Access::Public => op["security"] = json!([]),
         Access::Roles(roles) => {
             op["security"] = json!([{"bearerAuth": []}, {"basicAuth": []}]);
+            op["responses"]["429"] =
+                problem("This key's request rate limit was reached; see Retry-After.");
+            op["responses"]["408"] = problem("The request took longer than the server allows.");
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             op["x-roles"] = json!(names);
         }

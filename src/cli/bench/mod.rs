@@ -60,6 +60,8 @@ impl BenchServer {
             dir.clone(),
         );
         config.webhooks.endpoint_allow = allow;
+        // The benchmark drives the API from one key as fast as it can.
+        config.api_rate_limit = None;
         config.webhooks.retry_schedule =
             crate::webhooks::schedule::RetrySchedule::parse("1s,2s,5s,10s,30s,60s")
                 .map_err(anyhow::Error::msg)?;

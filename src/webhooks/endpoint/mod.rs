@@ -35,6 +35,8 @@ pub enum EndpointError {
     NotFound,
     #[error("the endpoint changed meanwhile; retry")]
     Conflict,
+    #[error("the deployment already has its maximum number of endpoints")]
+    TooMany,
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
@@ -70,6 +72,7 @@ pub struct EndpointService {
     policy: AddressPolicy,
     rotation_overlap: Duration,
     dispatcher: DispatcherHandle,
+    max_endpoints: usize,
 }
 
 /// An endpoint with its secrets opened, for the dispatcher.
@@ -108,7 +111,13 @@ impl EndpointService {
             policy,
             rotation_overlap,
             dispatcher,
+            max_endpoints: 1000,
         }
+    }
+
+    pub fn with_max_endpoints(mut self, max: usize) -> Self {
+        self.max_endpoints = max;
+        self
     }
 
     pub fn policy(&self) -> &AddressPolicy {
@@ -241,6 +250,15 @@ impl EndpointService {
 
     pub async fn create(&self, body: &Value, actor: &Actor) -> Result<Value, EndpointError> {
         let mut settings = input::for_create(body).map_err(EndpointError::Invalid)?;
+        if self
+            .store
+            .list_endpoints(None, self.max_endpoints)
+            .await?
+            .len()
+            >= self.max_endpoints
+        {
+            return Err(EndpointError::TooMany);
+        }
         settings.url = self.check_url(&settings.url).await?;
         let now = ids::now_text();
         let (status, reason) = if settings.enabled {
