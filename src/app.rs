@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub audit_retention: Duration,
     /// Requests per second per API key (bursts of twice that); `None`: unlimited.
     pub api_rate_limit: Option<u32>,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
     pub webhooks: WebhookOptions,
 }
 
@@ -55,9 +57,17 @@ impl ServeConfig {
             event_retention: Duration::from_secs(90 * 86_400),
             audit_retention: Duration::from_secs(6 * 366 * 86_400),
             api_rate_limit: Some(DEFAULT_API_RATE_LIMIT),
+            tls: None,
             webhooks: WebhookOptions::default(),
         }
     }
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Settings of the webhook engine.
@@ -80,6 +90,8 @@ pub struct WebhookOptions {
     pub egress_bind: Option<std::net::IpAddr>,
     /// At most this many endpoints in the deployment.
     pub max_endpoints: usize,
+    /// Extra trusted roots (PEM) for endpoints on a private PKI.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for WebhookOptions {
@@ -94,6 +106,7 @@ impl Default for WebhookOptions {
             resolver: None,
             egress_bind: None,
             max_endpoints: 1000,
+            ca_bundle: None,
         }
     }
 }
@@ -162,6 +175,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             timeout: options.timeout,
             auto_disable_after: options.auto_disable_after,
             egress_bind: options.egress_bind,
+            roots: crate::tls::root_store(options.ca_bundle.as_deref())
+                .context("loading --ca-bundle")?,
             policy,
         },
         delivery_metrics.clone(),
@@ -197,16 +212,22 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     );
     let app = api::router(state);
     let mut stop = shutdown_rx;
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stopping| *stopping).await;
-        })
-        .await
-    });
+    let task = match &config.tls {
+        Some(files) => {
+            let server = crate::tls::server_config(&files.cert, &files.key)?;
+            tokio::spawn(crate::tls::serve(listener, server, app, stop))
+        }
+        None => tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .await
+        }),
+    };
     Ok(RunningServer {
         addr,
         store,

@@ -15,4 +15,5 @@ pub mod ids;
 pub mod records;
 pub mod secrets;
 pub mod store;
+pub mod tls;
 pub mod webhooks;

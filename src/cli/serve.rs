@@ -52,6 +52,15 @@ pub struct ServeArgs {
     /// Requests per second per API key (bursts of twice that); 0 turns the limit off.
     #[arg(long, env = "CHARTWIRE_API_RATE_LIMIT", default_value_t = app::DEFAULT_API_RATE_LIMIT)]
     api_rate_limit: u32,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "CHARTWIRE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "CHARTWIRE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Extra trusted roots (PEM) for webhook endpoints on a private PKI.
+    #[arg(long, env = "CHARTWIRE_CA_BUNDLE")]
+    ca_bundle: Option<std::path::PathBuf>,
     /// At most this many webhook endpoints.
     #[arg(long, env = "CHARTWIRE_MAX_ENDPOINTS", default_value_t = 1000)]
     max_endpoints: usize,
@@ -92,6 +101,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         event_retention: args.event_retention,
         audit_retention: args.audit_retention,
         api_rate_limit: (args.api_rate_limit > 0).then_some(args.api_rate_limit),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::app::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
         webhooks: WebhookOptions {
             endpoint_allow: args.endpoint_allow.clone(),
             retry_schedule: args.retry_schedule.clone(),
@@ -102,6 +118,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             resolver,
             egress_bind: args.egress_bind,
             max_endpoints: args.max_endpoints,
+            ca_bundle: args.ca_bundle.clone(),
         },
     };
     let server = app::start(config).await?;
@@ -109,13 +126,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(_) => "--database <same URL>".to_owned(),
         None => format!("--data-dir {}", args.database.data_dir.display()),
     };
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "chartwire {} listening on http://{}",
+        "chartwire {} listening on {scheme}://{}",
         env!("CARGO_PKG_VERSION"),
         server.addr
     );
     println!(
-        "  API: http://{}/api/v1   docs: http://{}/docs",
+        "  API: {scheme}://{}/api/v1   docs: {scheme}://{}/docs",
         server.addr, server.addr
     );
     println!(

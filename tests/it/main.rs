@@ -12,4 +12,5 @@ mod feed;
 mod guard;
 mod records;
 mod roles;
+mod tls;
 mod webhooks;

@@ -77,6 +77,8 @@ pub struct DispatchConfig {
     pub policy: AddressPolicy,
     /// The source address of outgoing connections, when fixed.
     pub egress_bind: Option<std::net::IpAddr>,
+    /// Trusted roots for endpoint certificates.
+    pub roots: Arc<rustls::RootCertStore>,
 }
 
 /// What every worker shares.

@@ -37,6 +37,7 @@ pub(super) fn clients(config: &DispatchConfig) -> anyhow::Result<Clients> {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10).min(config.timeout))
             .local_address(config.egress_bind)
+            .use_preconfigured_tls(crate::tls::client_config(config.roots.clone(), None)?)
             .build()?)
     };
     Ok(Clients {
@@ -165,21 +166,32 @@ pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) 
     }
 }
 
+/// Whether `err` or anything it wraps is of type `T` (looking inside
+/// `io::Error`s too, whose `source()` skips the error they wrap).
+fn wraps<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    if err.downcast_ref::<T>().is_some() {
+        return true;
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+        && wraps::<T>(inner)
+    {
+        return true;
+    }
+    err.source().is_some_and(wraps::<T>)
+}
+
 /// An error kind for the delivery log; never the error's text, which may
 /// carry the URL.
 fn classify(err: &reqwest::Error) -> &'static str {
     if err.is_timeout() {
         return "timeout";
     }
-    let mut source: Option<&dyn std::error::Error> = Some(err);
-    while let Some(current) = source {
-        if current.downcast_ref::<AddressRefused>().is_some() {
-            return "address_not_allowed";
-        }
-        if current.downcast_ref::<rustls::Error>().is_some() {
-            return "tls";
-        }
-        source = current.source();
+    if wraps::<AddressRefused>(err) {
+        return "address_not_allowed";
+    }
+    if wraps::<rustls::Error>(err) {
+        return "tls";
     }
     if err.is_connect() {
         "connect"

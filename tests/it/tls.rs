@@ -1,0 +1,194 @@
+//! TLS: endpoint certificates are verified (a private CA is trusted only
+//! through --ca-bundle) and chartwire serves HTTPS itself.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use chartwire::app::TlsFiles;
+use chartwire::webhooks::address::StaticResolver;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::helpers::TestApp;
+
+/// A throw-away CA and a certificate it signed for `hooks.clinic.test` and 127.0.0.1.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "chartwire test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["hooks.clinic.test".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn server_files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.path("server.pem"),
+            key: self.path("server.key"),
+        }
+    }
+}
+
+/// An HTTPS listener that counts the webhooks it gets.
+async fn https_listener(pki: &Pki) -> (u16, Arc<AtomicUsize>, watch::Sender<bool>) {
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let app = Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let files = pki.server_files();
+    let config = chartwire::tls::server_config(&files.cert, &files.key).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(chartwire::tls::serve(socket, config, app, stopped));
+    (port, received, stop)
+}
+
+fn resolver() -> Arc<StaticResolver> {
+    let mut names = HashMap::new();
+    names.insert(
+        "hooks.clinic.test".to_owned(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    Arc::new(StaticResolver {
+        names,
+        fallback: None,
+    })
+}
+
+async fn first_attempt(app: &TestApp, endpoint: &Value) -> Value {
+    let id = endpoint["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = app
+            .get(&format!("/api/v1/webhooks/endpoints/{id}/deliveries"))
+            .await
+            .body;
+        if let Some(first) = log["data"].as_array().and_then(|d| d.first())
+            && first["attempts"].as_i64().unwrap_or(0) > 0
+        {
+            return app
+                .get(&format!(
+                    "/api/v1/webhooks/deliveries/{}",
+                    first["id"].as_str().unwrap()
+                ))
+                .await
+                .body;
+        }
+        assert!(Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_is_trusted_only_through_the_ca_bundle() {
+    let pki = Pki::new();
+    let (port, received, _stop) = https_listener(&pki).await;
+    let url = format!("https://hooks.clinic.test:{port}/hook");
+
+    let strict = TestApp::spawn_configured(|c| c.webhooks.resolver = Some(resolver())).await;
+    let endpoint = strict
+        .endpoint(json!({"url": url, "events": ["patient.created"]}))
+        .await;
+    strict
+        .create(
+            "patients",
+            json!({"first_name": "T", "last_name": "L", "date_of_birth": "1980-01-01"}),
+        )
+        .await;
+    let delivery = first_attempt(&strict, &endpoint).await;
+    assert_eq!(
+        delivery["attempts_log"][0]["error_kind"], "tls",
+        "{delivery}"
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 0);
+
+    let trusting = TestApp::spawn_configured(|c| {
+        c.webhooks.resolver = Some(resolver());
+        c.webhooks.ca_bundle = Some(pki.path("ca.pem"));
+    })
+    .await;
+    let endpoint = trusting
+        .endpoint(json!({"url": url, "events": ["patient.created"]}))
+        .await;
+    trusting
+        .create(
+            "patients",
+            json!({"first_name": "T", "last_name": "L", "date_of_birth": "1980-01-01"}),
+        )
+        .await;
+    let delivery = first_attempt(&trusting, &endpoint).await;
+    assert_eq!(
+        delivery["attempts_log"][0]["http_status"], 200,
+        "{delivery}"
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chartwire_serves_https_with_the_given_certificate() {
+    let pki = Pki::new();
+    let app = TestApp::spawn_configured(|c| c.tls = Some(pki.server_files())).await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap();
+    chartwire::app::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let reply = client
+        .get(format!("https://127.0.0.1:{port}/api/v1/patients"))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let untrusting = crate::helpers::client();
+    assert!(
+        untrusting
+            .get(format!("https://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(
+        untrusting
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "no plain http on a TLS port"
+    );
+}
