@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, list and revoke API keys (works with the server stopped or running).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -58,7 +58,7 @@ impl DatabaseArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Migrate(args) => {
             store::open(&args.url(), OpenMode::Tool).await?;
