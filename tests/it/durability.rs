@@ -35,6 +35,10 @@ fn serve(dir: &Path, log: &Path) -> Served {
 }
 
 fn serve_with(dir: &Path, log: &Path, extra: &[&str]) -> Served {
+    serve_logged(dir, log, extra, "info")
+}
+
+fn serve_logged(dir: &Path, log: &Path, extra: &[&str], level: &str) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,8 +50,8 @@ fn serve_with(dir: &Path, log: &Path, extra: &[&str]) -> Served {
         .arg("--data-dir")
         .arg(dir)
         .env_remove("CHARTWIRE_DATABASE_URL")
-        .env("CHARTWIRE_LOG", "info")
-        .stdout(Stdio::null())
+        .env("CHARTWIRE_LOG", level)
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("chartwire starts");
@@ -587,5 +591,132 @@ async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
             "acknowledged events never delivered, e.g. {missing:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A whole scenario at debug log level: records with marker values,
+/// endpoints with marker headers and paths, failing and succeeding
+/// deliveries, validation errors. No marker may appear in the server's
+/// output, in `/metrics`, or in any problem+json body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let key = new_key(dir.path(), "superadmin");
+    let listener = crate::listener::Listener::start().await;
+    listener.set("Urlmarker-fail", crate::listener::Behaviour::answer(500));
+    let server = serve_logged(
+        dir.path(),
+        &log,
+        &[
+            "--endpoint-allow",
+            "127.0.0.0/8",
+            "--retry-schedule",
+            "1s,1s",
+        ],
+        "debug",
+    );
+    let client = crate::helpers::client();
+    let base = server.base.clone();
+    let markers = [
+        "Zyxmarker",
+        "1913-03-14",
+        "zyx.marker@clinic.example",
+        "Hdrmarker-1234567",
+        "Urlmarker",
+        "+1 555 0199",
+    ];
+    let mut problems: Vec<String> = Vec::new();
+    let send = |method: reqwest::Method, path: &str, body: Option<String>| {
+        let mut request = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&key);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        request.send()
+    };
+    for name in ["Urlmarker-ok", "Urlmarker-fail"] {
+        let body = json!({"url": listener.url(name), "events": ["patient.*", "appointment.*"],
+            "headers": {"X-Token": "Hdrmarker-1234567"}});
+        let reply = send(
+            reqwest::Method::POST,
+            "/api/v1/webhooks/endpoints",
+            Some(body.to_string()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+    let provider: Value = send(reqwest::Method::POST, "/api/v1/providers",
+        Some(json!({"first_name": "Zyxmarker", "last_name": "Doc", "email": "zyx.marker@clinic.example"}).to_string()))
+        .await.unwrap().json().await.unwrap();
+    let patient: Value = send(reqwest::Method::POST, "/api/v1/patients",
+        Some(json!({"first_name": "Zyxmarker", "last_name": "Zyxmarker", "date_of_birth": "1913-03-14",
+            "email": "zyx.marker@clinic.example", "phone": "+1 555 0199"}).to_string()))
+        .await.unwrap().json().await.unwrap();
+    let patient_path = format!("/api/v1/patients/{}", patient["id"]);
+    send(reqwest::Method::POST, "/api/v1/appointments", Some(json!({"patient_id": patient["id"], "provider_id": provider["id"],
+        "start_at": "2026-12-01T09:00:00Z", "end_at": "2026-12-01T09:30:00Z", "reason": "Zyxmarker"}).to_string())).await.unwrap();
+    let bad_requests = vec![
+        (reqwest::Method::POST, "/api/v1/patients".to_owned(), Some(json!({"first_name": "Zyxmarker", "date_of_birth": "Zyxmarker", "sex": "Zyxmarker"}).to_string())),
+        (reqwest::Method::POST, "/api/v1/patients".to_owned(), Some("{\"first_name\": \"Zyxmarker".to_owned())),
+        (reqwest::Method::PATCH, patient_path.clone(), Some(json!({"email": "Zyxmarker", "nickname": 1}).to_string())),
+        (reqwest::Method::GET, "/api/v1/changes?types=Zyxmarker".to_owned(), None),
+        (reqwest::Method::GET, "/api/v1/changes?after=Zyxmarker".to_owned(), None),
+        (reqwest::Method::POST, "/api/v1/webhooks/endpoints".to_owned(), Some(json!({"url": "http://Urlmarker.example/x", "events": ["*"], "headers": {"Host": "Hdrmarker-1234567"}}).to_string())),
+        (reqwest::Method::GET, "/api/v1/patients/Zyxmarker".to_owned(), None),
+    ];
+    for (method, path, body) in bad_requests {
+        let reply = send(method, &path, body).await.unwrap();
+        assert!(
+            reply.status().is_client_error(),
+            "{path}: {}",
+            reply.status()
+        );
+        problems.push(reply.text().await.unwrap());
+    }
+    send(
+        reqwest::Method::PATCH,
+        &patient_path,
+        Some(json!({"phone": "+1 555 0100"}).to_string()),
+    )
+    .await
+    .unwrap();
+    listener
+        .wait_for("Urlmarker-ok", 3, Duration::from_secs(10))
+        .await;
+    listener
+        .wait_for("Urlmarker-fail", 4, Duration::from_secs(15))
+        .await;
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    drop(server);
+    let mut output = std::fs::read_to_string(&log).unwrap();
+    output.push_str(&std::fs::read_to_string(log.with_extension("out")).unwrap_or_default());
+    assert!(
+        output.contains("DEBUG") || output.contains("request"),
+        "the log is not empty"
+    );
+    for marker in markers.iter().copied().chain([key.as_str()]) {
+        assert!(
+            !output.contains(marker),
+            "`{marker}` reached the server's output"
+        );
+        assert!(!metrics.contains(marker), "`{marker}` reached /metrics");
+        for problem in &problems {
+            assert!(
+                !problem.contains(marker),
+                "`{marker}` is in a problem: {problem}"
+            );
+        }
     }
 }
