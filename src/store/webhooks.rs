@@ -25,6 +25,8 @@ pub struct StoredEndpoint {
     pub payload_version: i64,
     pub rate_limit_per_second: Option<i64>,
     pub max_in_flight: i64,
+    /// `hmac` or `ed25519`.
+    pub signature: String,
     pub secret_sealed: Vec<u8>,
     pub previous_secret_sealed: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<String>,

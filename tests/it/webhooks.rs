@@ -914,3 +914,76 @@ async fn names_resolve_through_the_injected_resolver_and_must_stay_inside_allowe
     let got = listener.wait_for("named", 1, SOON).await;
     assert_eq!(got[0].header("host"), format!("hooks.clinic.test:{port}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_endpoints_sign_with_v1a_verifiable_with_the_public_key_through_a_rotation() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("ed"), "events": ["patient.created"], "signature": "ed25519"}))
+        .await;
+    assert_eq!(endpoint["signature"], "ed25519");
+    let id = endpoint["id"].as_str().unwrap();
+    let shown = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}/secret"))
+        .await
+        .body;
+    assert!(
+        shown.get("secret").is_none(),
+        "the signing key never leaves chartwire: {shown}"
+    );
+    let old_key = shown["public_key"].as_str().unwrap().to_owned();
+    patient(&app).await;
+    listener.wait_for("ed", 1, SOON).await;
+    let rotated = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"),
+            Some(&app.admin),
+            None,
+        )
+        .await
+        .body;
+    let new_key = rotated["public_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, old_key);
+    patient(&app).await;
+    let got = listener.wait_for("ed", 2, SOON).await;
+    let verifies = |public: &str, request: &Received| -> bool {
+        let bytes: [u8; 32] = STANDARD
+            .decode(public.strip_prefix("whpk_").unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let key = VerifyingKey::from_bytes(&bytes).unwrap();
+        let message = [
+            request.header("webhook-id").as_bytes(),
+            b".",
+            request.header("webhook-timestamp").as_bytes(),
+            b".",
+            &request.body,
+        ]
+        .concat();
+        request.header("webhook-signature").split(' ').any(|sig| {
+            let raw = STANDARD.decode(sig.strip_prefix("v1a,").unwrap()).unwrap();
+            key.verify(&message, &Signature::from_slice(&raw).unwrap())
+                .is_ok()
+        })
+    };
+    assert!(got[0].header("webhook-signature").starts_with("v1a,"));
+    assert!(verifies(&old_key, &got[0]));
+    assert!(!verifies(&new_key, &got[0]));
+    assert!(
+        verifies(&old_key, &got[1]) && verifies(&new_key, &got[1]),
+        "both keys sign during the overlap"
+    );
+    let changed = app
+        .patch(
+            &format!("/api/v1/webhooks/endpoints/{id}"),
+            json!({"signature": "hmac"}),
+        )
+        .await;
+    assert_eq!(changed.status, 422);
+}

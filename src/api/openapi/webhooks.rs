@@ -247,6 +247,8 @@ fn endpoint_properties(for_request: bool) -> Map<String, Value> {
         "max_in_flight".into(),
         json!({"type": "integer", "minimum": 1, "maximum": 1000}),
     );
+    p.insert("signature".into(), json!({"type": "string", "enum": ["hmac", "ed25519"],
+        "description": "How requests are signed (v1 HMAC-SHA256 or v1a Ed25519); chosen at create."}));
     if !for_request {
         p.insert("id".into(), json!({"type": "string"}));
         p.insert(
@@ -291,13 +293,18 @@ pub(super) fn schemas(schemas: &mut Map<String, Value>) {
     schemas.insert("EndpointPatch".into(), json!({"type": "object", "properties": endpoint_properties(true),
         "additionalProperties": false, "description": "A JSON merge patch; `headers` merge name by name (`null` removes one)."}));
     schemas.insert("EndpointList".into(), list_of(reference("Endpoint")));
+    schemas.insert("Secret".into(), json!({"type": "object", "required": ["signature"],
+        "description": "HMAC endpoints: the `whsec_` secret. Ed25519 endpoints: the `whpk_` public key (the signing key stays in chartwire).",
+        "properties": {"signature": {"type": "string", "enum": ["hmac", "ed25519"]},
+            "secret": {"type": "string", "pattern": "^whsec_"},
+            "public_key": {"type": "string", "pattern": "^whpk_"}}}));
     schemas.insert(
-        "Secret".into(),
-        json!({"type": "object", "required": ["secret"],
-        "properties": {"secret": {"type": "string", "pattern": "^whsec_"}}}),
+        "RotatedSecret".into(),
+        json!({"type": "object", "required": ["signature", "previous_secret_expires_at"],
+        "properties": {"signature": {"type": "string", "enum": ["hmac", "ed25519"]},
+            "secret": {"type": "string"}, "public_key": {"type": "string"},
+            "previous_secret_expires_at": {"type": "string"}}}),
     );
-    schemas.insert("RotatedSecret".into(), json!({"type": "object", "required": ["secret", "previous_secret_expires_at"],
-        "properties": {"secret": {"type": "string"}, "previous_secret_expires_at": {"type": "string"}}}));
     schemas.insert("TestSent".into(), json!({"type": "object", "required": ["event_id", "sequence", "endpoint_id"],
         "properties": {"event_id": {"type": "string"}, "sequence": {"type": "integer"}, "endpoint_id": {"type": "string"}}}));
     let delivery = json!({

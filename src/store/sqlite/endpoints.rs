@@ -8,7 +8,7 @@ use crate::store::{NewEvent, StoreError};
 
 const COLUMNS: &str = "id, url, events, headers, description, enabled, status, disabled_reason,
     ordering, content, payload_version, rate_limit_per_second, max_in_flight, secret,
-    previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at";
+    previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at, signature";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredEndpoint> {
     let events: String = row.get(2)?;
@@ -32,6 +32,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredEndpoint> {
         failing_since: row.get(16)?,
         created_at: row.get(17)?,
         updated_at: row.get(18)?,
+        signature: row.get(19)?,
     })
 }
 
@@ -81,8 +82,8 @@ pub fn save(conn: &Connection, save: &EndpointSave) -> Result<Vec<i64>, StoreErr
         "INSERT INTO webhook_endpoints (id, url, events, headers, description, enabled, status,
              disabled_reason, ordering, content, payload_version, rate_limit_per_second,
              max_in_flight, secret, previous_secret, previous_secret_expires_at, failing_since,
-             created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+             created_at, updated_at, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT (id) DO UPDATE SET url = excluded.url, events = excluded.events,
              headers = excluded.headers, description = excluded.description,
              enabled = excluded.enabled, status = excluded.status,
@@ -92,7 +93,8 @@ pub fn save(conn: &Connection, save: &EndpointSave) -> Result<Vec<i64>, StoreErr
              max_in_flight = excluded.max_in_flight, secret = excluded.secret,
              previous_secret = excluded.previous_secret,
              previous_secret_expires_at = excluded.previous_secret_expires_at,
-             failing_since = excluded.failing_since, updated_at = excluded.updated_at",
+             failing_since = excluded.failing_since, updated_at = excluded.updated_at,
+             signature = excluded.signature",
     )?
     .execute(params![
         e.id,
@@ -114,6 +116,7 @@ pub fn save(conn: &Connection, save: &EndpointSave) -> Result<Vec<i64>, StoreErr
         e.failing_since,
         e.created_at,
         e.updated_at,
+        e.signature,
     ])?;
     conn.prepare_cached("DELETE FROM endpoint_subscriptions WHERE endpoint_id = ?1")?
         .execute(params![e.id])?;

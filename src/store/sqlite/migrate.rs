@@ -16,6 +16,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_webhooks.sql"),
     ),
     (3, include_str!("../../../migrations/sqlite/0003_audit.sql")),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_signature_scheme.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

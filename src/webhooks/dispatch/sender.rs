@@ -97,7 +97,7 @@ pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) 
     let url = target.url;
     let timestamp = chrono::Utc::now().timestamp();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let keys: Vec<Vec<u8>> = endpoint
+    let keys: Vec<signing::Signer> = endpoint
         .signing_keys
         .iter()
         .enumerate()

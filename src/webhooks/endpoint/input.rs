@@ -21,6 +21,7 @@ const FIELDS: &[&str] = &[
     "payload_version",
     "rate_limit_per_second",
     "max_in_flight",
+    "signature",
 ];
 const READ_ONLY: &[&str] = &[
     "id",
@@ -61,6 +62,8 @@ pub struct EndpointSettings {
     pub payload_version: i64,
     pub rate_limit_per_second: Option<i64>,
     pub max_in_flight: i64,
+    /// `hmac` or `ed25519`; chosen at create.
+    pub signature: String,
 }
 
 /// Shown instead of a header value: a hint for long values, nothing for short ones.
@@ -86,6 +89,7 @@ pub fn for_create(body: &Value) -> Result<EndpointSettings, Vec<FieldError>> {
         payload_version: LATEST_PAYLOAD_VERSION,
         rate_limit_per_second: None,
         max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        signature: "hmac".into(),
     };
     let mut errors = Vec::new();
     let Some(object) = body.as_object() else {
@@ -242,6 +246,22 @@ fn apply(
                         "must be an integer from 1 to 1000",
                     )),
                 },
+            },
+            "signature" => match value.as_str() {
+                Some(v @ ("hmac" | "ed25519")) if current_view.is_none() => {
+                    s.signature = v.to_owned()
+                }
+                Some(v) if current_view.is_some() && v == s.signature => {}
+                Some("hmac" | "ed25519") => errors.push(FieldError::new(
+                    "signature",
+                    "immutable",
+                    "the signature scheme is chosen when the endpoint is created",
+                )),
+                _ => errors.push(FieldError::new(
+                    "signature",
+                    "enum",
+                    "must be one of: hmac, ed25519",
+                )),
             },
             _ => unreachable!("every field is handled above"),
         }

@@ -81,9 +81,29 @@ pub struct OpenedEndpoint {
     pub stored: StoredEndpoint,
     pub headers: BTreeMap<String, String>,
     /// Signing keys: the current secret, then the previous one during a rotation.
-    pub signing_keys: Vec<Vec<u8>>,
+    pub signing_keys: Vec<signing::Signer>,
     /// When the previous key stops signing (Unix ms).
     pub previous_key_until: Option<i64>,
+}
+
+/// A new secret for the scheme: `whsec_…` (hmac) or `whsk_…` (ed25519).
+fn new_secret_for(scheme: &str) -> String {
+    if scheme == "ed25519" {
+        signing::new_signing_key()
+    } else {
+        signing::new_secret()
+    }
+}
+
+/// What the secret route shows: the HMAC secret, or only the public key of
+/// an Ed25519 signing key (the signing key never leaves chartwire).
+fn shown_secret(scheme: &str, secret: &str) -> Value {
+    match signing::Signer::from_secret(secret).and_then(|s| s.public_key()) {
+        Some(public_key) if scheme == "ed25519" => {
+            json!({"signature": "ed25519", "public_key": public_key})
+        }
+        _ => json!({"signature": "hmac", "secret": secret}),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -182,6 +202,7 @@ impl EndpointService {
             payload_version: stored.payload_version,
             rate_limit_per_second: stored.rate_limit_per_second,
             max_in_flight: stored.max_in_flight,
+            signature: stored.signature.clone(),
         })
     }
 
@@ -210,6 +231,7 @@ impl EndpointService {
             "payload_version": stored.payload_version,
             "rate_limit_per_second": stored.rate_limit_per_second,
             "max_in_flight": stored.max_in_flight,
+            "signature": stored.signature,
             "secret_rotation_ends_at": rotation_ends,
             "created_at": stored.created_at,
             "updated_at": stored.updated_at,
@@ -231,14 +253,14 @@ impl EndpointService {
         let headers = self.headers_of(&stored)?;
         let mut signing_keys = Vec::new();
         let current = self.key.open_text(&stored.secret_sealed)?;
-        signing_keys.extend(signing::secret_bytes(&current));
+        signing_keys.extend(signing::Signer::from_secret(&current));
         let previous_key_until = stored
             .previous_secret_expires_at
             .as_deref()
             .and_then(millis_of)
             .filter(|until| *until > now_ms());
         if let (Some(sealed), Some(_)) = (&stored.previous_secret_sealed, previous_key_until) {
-            signing_keys.extend(signing::secret_bytes(&self.key.open_text(sealed)?));
+            signing_keys.extend(signing::Signer::from_secret(&self.key.open_text(sealed)?));
         }
         Ok(Some(OpenedEndpoint {
             stored,
@@ -280,7 +302,10 @@ impl EndpointService {
             payload_version: settings.payload_version,
             rate_limit_per_second: settings.rate_limit_per_second,
             max_in_flight: settings.max_in_flight,
-            secret_sealed: self.key.seal(signing::new_secret().as_bytes()),
+            secret_sealed: self
+                .key
+                .seal(new_secret_for(&settings.signature).as_bytes()),
+            signature: settings.signature.clone(),
             previous_secret_sealed: None,
             previous_secret_expires_at: None,
             failing_since: None,
@@ -492,7 +517,7 @@ impl EndpointService {
                 None,
             )
             .await;
-        Ok(json!({"secret": secret}))
+        Ok(shown_secret(&current.signature, &secret))
     }
 
     /// A new secret; the old one keeps signing (alongside) for the overlap.
@@ -501,7 +526,7 @@ impl EndpointService {
         let now = chrono::Utc::now();
         let overlap = chrono::Duration::from_std(self.rotation_overlap).unwrap_or_default();
         let until = (now + overlap).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let secret = signing::new_secret();
+        let secret = new_secret_for(&current.signature);
         let mut next = current.clone();
         next.previous_secret_sealed = Some(current.secret_sealed.clone());
         next.previous_secret_expires_at = Some(until.clone());
@@ -534,7 +559,9 @@ impl EndpointService {
                 None,
             )
             .await;
-        Ok(json!({"secret": secret, "previous_secret_expires_at": until}))
+        let mut shown = shown_secret(&current.signature, &secret);
+        shown["previous_secret_expires_at"] = json!(until);
+        Ok(shown)
     }
 
     /// Send a `webhook.test` event to this endpoint only.
