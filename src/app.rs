@@ -147,6 +147,16 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         .context("opening the database")?;
     let key = MasterKey::load_or_create(config.master_key.as_deref(), &config.data_dir)
         .context("loading the master key")?;
+    let check = store
+        .meta_blob_or_insert(crate::secrets::CHECK_NAME, key.check_value())
+        .await
+        .context("reading the master key check value")?;
+    if !key.verifies(&check) {
+        anyhow::bail!(
+            "the master key does not match this database: its secrets were sealed with another key \
+             (check CHARTWIRE_MASTER_KEY or <data-dir>/master.key)"
+        );
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let options = &config.webhooks;
     let policy = AddressPolicy {

@@ -20,6 +20,11 @@ use crate::ids;
 const SEAL_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 const KEY_FILE: &str = "master.key";
+/// Sealed and kept in the database: opening it proves the key is the one
+/// the database's secrets were sealed with.
+const CHECK_VALUE: &[u8] = b"chartwire master key check v1";
+/// The name the check value is kept under.
+pub const CHECK_NAME: &str = "master_key_check";
 
 #[derive(Debug, Error)]
 pub enum SecretsError {
@@ -107,6 +112,16 @@ impl MasterKey {
         self.cipher
             .decrypt(nonce, &sealed[1 + NONCE_LEN..])
             .map_err(|_| SecretsError::Unseal)
+    }
+
+    /// Whether `sealed` is the check value sealed under this key.
+    pub fn verifies(&self, sealed: &[u8]) -> bool {
+        self.open(sealed).is_ok_and(|plain| plain == CHECK_VALUE)
+    }
+
+    /// A fresh check value for this key, to keep in the database.
+    pub fn check_value(&self) -> Vec<u8> {
+        self.seal(CHECK_VALUE)
     }
 
     pub fn open_text(&self, sealed: &[u8]) -> Result<String, SecretsError> {

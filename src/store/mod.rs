@@ -233,6 +233,12 @@ pub struct AuditQuery {
 }
 
 #[async_trait]
+pub trait SecretMetaStore: Send + Sync {
+    /// The value stored under `name`, storing `value` first if there is none.
+    async fn meta_blob_or_insert(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+}
+
+#[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
     async fn list_audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
@@ -242,7 +248,14 @@ pub trait AuditStore: Send + Sync {
 
 /// Everything the domain needs from a backend.
 pub trait Store:
-    RecordStore + EventStore + KeyStore + EndpointStore + DeliveryStore + AuditStore + StoreHealth
+    RecordStore
+    + EventStore
+    + KeyStore
+    + EndpointStore
+    + DeliveryStore
+    + AuditStore
+    + SecretMetaStore
+    + StoreHealth
 {
 }
 
@@ -253,6 +266,7 @@ impl<T> Store for T where
         + EndpointStore
         + DeliveryStore
         + AuditStore
+        + SecretMetaStore
         + StoreHealth
 {
 }

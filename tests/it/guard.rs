@@ -240,3 +240,33 @@ async fn webhooks_leave_from_the_configured_egress_address() {
     let shown = plain.get("/api/v1/webhooks/egress").await.body;
     assert_eq!(shown["fixed"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_given_the_wrong_master_key_refuses_to_start() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chartwire.db").display());
+    let config = |key: u8| {
+        let mut config = chartwire::app::ServeConfig::new(
+            url.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path().to_owned(),
+        );
+        config.master_key = Some(base64::engine::general_purpose::STANDARD.encode([key; 32]));
+        config
+    };
+    let first = chartwire::app::start(config(1))
+        .await
+        .expect("the first start sets the key");
+    first.shutdown().await.unwrap();
+    let again = chartwire::app::start(config(1))
+        .await
+        .expect("the same key starts");
+    again.shutdown().await.unwrap();
+    let wrong = chartwire::app::start(config(2)).await;
+    let message = format!(
+        "{:#}",
+        wrong.err().expect("a different key must be refused")
+    );
+    assert!(message.contains("master key does not match"), "{message}");
+}

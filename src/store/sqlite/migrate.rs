@@ -20,6 +20,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_signature_scheme.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_secret_meta.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::store::{AuditEntry, AuditQuery, AuditStore};
+use crate::store::{AuditEntry, AuditQuery, AuditStore, SecretMetaStore};
 
 use crate::store::webhooks::{
     AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
@@ -389,6 +389,26 @@ impl DeliveryStore for SqliteStore {
 
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
         self.readers.read(deliveries::stats).await
+    }
+}
+
+#[async_trait]
+impl SecretMetaStore for SqliteStore {
+    async fn meta_blob_or_insert(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO secret_meta (name, value) VALUES (?1, ?2)",
+                    rusqlite::params![name, value],
+                )?;
+                Ok(conn.query_row(
+                    "SELECT value FROM secret_meta WHERE name = ?1",
+                    rusqlite::params![name],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
     }
 }
 
