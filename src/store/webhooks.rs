@@ -27,6 +27,8 @@ pub struct StoredEndpoint {
     pub max_in_flight: i64,
     /// `hmac` or `ed25519`.
     pub signature: String,
+    /// Sealed client certificate chain and key (mTLS), if any.
+    pub client_identity_sealed: Option<Vec<u8>>,
     pub secret_sealed: Vec<u8>,
     pub previous_secret_sealed: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<String>,

@@ -38,6 +38,13 @@ impl Pki {
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
         std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let client = CertificateParams::new(vec!["chartwire.client.test".to_owned()])
+            .unwrap()
+            .signed_by(&client_key, &ca)
+            .unwrap();
+        std::fs::write(dir.path().join("client.pem"), client.pem()).unwrap();
+        std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
         Pki { dir }
     }
 
@@ -191,4 +198,91 @@ async fn chartwire_serves_https_with_the_given_certificate() {
             .is_err(),
         "no plain http on a TLS port"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_with_a_client_certificate_passes_an_mtls_listener_and_one_without_does_not() {
+    use rustls::server::WebPkiClientVerifier;
+    let pki = Pki::new();
+    let ca_pem = std::fs::read(pki.path("ca.pem")).unwrap();
+    let client_pem = std::fs::read_to_string(pki.path("client.pem")).unwrap();
+    let client_key_pem = std::fs::read_to_string(pki.path("client.key")).unwrap();
+    // The listener demands a client certificate from the CA.
+    chartwire::app::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in chartwire::tls::certificates(&ca_pem, "ca").unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let files = pki.server_files();
+    let chain = chartwire::tls::certificates(&std::fs::read(&files.cert).unwrap(), "cert").unwrap();
+    let key = chartwire::tls::private_key(&std::fs::read(&files.key).unwrap(), "key").unwrap();
+    let server = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let app = Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let (_stop, stopped) = watch::channel(false);
+    tokio::spawn(chartwire::tls::serve(
+        socket,
+        Arc::new(server),
+        app,
+        stopped,
+    ));
+
+    let app = TestApp::spawn_configured(|c| {
+        c.webhooks.resolver = Some(resolver());
+        c.webhooks.ca_bundle = Some(pki.path("ca.pem"));
+    })
+    .await;
+    let url = format!("https://hooks.clinic.test:{port}/hook");
+    let with = app
+        .endpoint(json!({"url": url, "events": ["patient.created"],
+            "client_certificate": {"certificate": client_pem, "private_key": client_key_pem}}))
+        .await;
+    assert_eq!(with["client_certificate"], json!({"configured": true}));
+    assert!(!with.to_string().contains("PRIVATE KEY"));
+    let without = app
+        .endpoint(json!({"url": url, "events": ["patient.created"]}))
+        .await;
+    let bad = app
+        .post(
+            "/api/v1/webhooks/endpoints",
+            json!({"url": url, "events": ["*"],
+            "client_certificate": {"certificate": "not pem", "private_key": "nope"}}),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.body["field"], "client_certificate");
+    app.create(
+        "patients",
+        json!({"first_name": "M", "last_name": "T", "date_of_birth": "1980-01-01"}),
+    )
+    .await;
+    let accepted = first_attempt(&app, &with).await;
+    assert_eq!(
+        accepted["attempts_log"][0]["http_status"], 200,
+        "{accepted}"
+    );
+    let refused = first_attempt(&app, &without).await;
+    assert!(
+        refused["attempts_log"][0]["http_status"].is_null(),
+        "{refused}"
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 1);
 }

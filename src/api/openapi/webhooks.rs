@@ -249,7 +249,18 @@ fn endpoint_properties(for_request: bool) -> Map<String, Value> {
     );
     p.insert("signature".into(), json!({"type": "string", "enum": ["hmac", "ed25519"],
         "description": "How requests are signed (v1 HMAC-SHA256 or v1a Ed25519); chosen at create."}));
+    p.insert("client_certificate".into(), json!({"anyOf": [
+        {"type": "object", "required": ["certificate", "private_key"], "additionalProperties": false,
+         "properties": {"certificate": {"type": "string", "maxLength": 65536}, "private_key": {"type": "string", "maxLength": 65536}}},
+        {"type": "object", "required": ["configured"], "properties": {"configured": {"type": "boolean"}}},
+        {"type": "null"}],
+        "description": "mTLS: a PEM chain and key presented to the endpoint. Write-only: read back as {\"configured\": bool}."}));
     if !for_request {
+        p.insert(
+            "client_certificate".into(),
+            json!({"type": "object", "required": ["configured"],
+            "properties": {"configured": {"type": "boolean"}}}),
+        );
         p.insert("id".into(), json!({"type": "string"}));
         p.insert(
             "status".into(),

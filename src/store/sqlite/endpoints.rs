@@ -8,7 +8,7 @@ use crate::store::{NewEvent, StoreError};
 
 const COLUMNS: &str = "id, url, events, headers, description, enabled, status, disabled_reason,
     ordering, content, payload_version, rate_limit_per_second, max_in_flight, secret,
-    previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at, signature";
+    previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at, signature, client_identity";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredEndpoint> {
     let events: String = row.get(2)?;
@@ -33,6 +33,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredEndpoint> {
         created_at: row.get(17)?,
         updated_at: row.get(18)?,
         signature: row.get(19)?,
+        client_identity_sealed: row.get(20)?,
     })
 }
 
@@ -82,8 +83,8 @@ pub fn save(conn: &Connection, save: &EndpointSave) -> Result<Vec<i64>, StoreErr
         "INSERT INTO webhook_endpoints (id, url, events, headers, description, enabled, status,
              disabled_reason, ordering, content, payload_version, rate_limit_per_second,
              max_in_flight, secret, previous_secret, previous_secret_expires_at, failing_since,
-             created_at, updated_at, signature)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+             created_at, updated_at, signature, client_identity)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
          ON CONFLICT (id) DO UPDATE SET url = excluded.url, events = excluded.events,
              headers = excluded.headers, description = excluded.description,
              enabled = excluded.enabled, status = excluded.status,
@@ -94,7 +95,7 @@ pub fn save(conn: &Connection, save: &EndpointSave) -> Result<Vec<i64>, StoreErr
              previous_secret = excluded.previous_secret,
              previous_secret_expires_at = excluded.previous_secret_expires_at,
              failing_since = excluded.failing_since, updated_at = excluded.updated_at,
-             signature = excluded.signature",
+             signature = excluded.signature, client_identity = excluded.client_identity",
     )?
     .execute(params![
         e.id,
@@ -117,6 +118,7 @@ pub fn save(conn: &Connection, save: &EndpointSave) -> Result<Vec<i64>, StoreErr
         e.created_at,
         e.updated_at,
         e.signature,
+        e.client_identity_sealed,
     ])?;
     conn.prepare_cached("DELETE FROM endpoint_subscriptions WHERE endpoint_id = ?1")?
         .execute(params![e.id])?;

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/sqlite/0005_secret_meta.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_client_identity.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -87,6 +87,9 @@ pub(crate) struct Shared {
     endpoints: EndpointService,
     config: DispatchConfig,
     clients: sender::Clients,
+    /// Clients of endpoints that present a client certificate, by endpoint
+    /// id, with the `updated_at` they were built for.
+    identity_clients: std::sync::Mutex<HashMap<String, (String, Arc<sender::Clients>)>>,
     metrics: Arc<DeliveryMetrics>,
     recorder: recorder::Recorder,
 }
@@ -99,13 +102,14 @@ pub fn start(
     metrics: Arc<DeliveryMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let clients = sender::clients(&config)?;
+    let clients = sender::clients(&config, None)?;
     let shared = Arc::new(Shared {
         recorder: recorder::Recorder::start(store.clone()),
         store,
         endpoints,
         config,
         clients,
+        identity_clients: std::sync::Mutex::new(HashMap::new()),
         metrics,
     });
     tokio::spawn(intake(shared, inbox, shutdown));
@@ -145,6 +149,29 @@ async fn intake(shared: Arc<Shared>, Inbox(mut inbox): Inbox, shutdown: watch::R
             },
             _ = stopped(&mut stop) => return,
         }
+    }
+}
+
+impl Shared {
+    /// The clients that present `identity`, built once per endpoint version.
+    fn identity_clients(
+        &self,
+        endpoint_id: &str,
+        version: &str,
+        identity: &crate::webhooks::endpoint::input::ClientIdentity,
+    ) -> anyhow::Result<Arc<sender::Clients>> {
+        let mut cache = self.identity_clients.lock().expect("client cache lock");
+        if let Some((built_for, clients)) = cache.get(endpoint_id)
+            && built_for == version
+        {
+            return Ok(clients.clone());
+        }
+        let clients = Arc::new(sender::clients(&self.config, Some(identity))?);
+        cache.insert(
+            endpoint_id.to_owned(),
+            (version.to_owned(), clients.clone()),
+        );
+        Ok(clients)
     }
 }
 

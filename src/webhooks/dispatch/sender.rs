@@ -8,6 +8,7 @@ use super::worker::Job;
 use super::{DispatchConfig, Shared};
 use crate::webhooks::address::{AddressRefused, GuardedResolver};
 use crate::webhooks::endpoint::OpenedEndpoint;
+use crate::webhooks::endpoint::input::ClientIdentity;
 use crate::webhooks::signing;
 
 /// The most of a response body kept in the delivery log.
@@ -23,7 +24,11 @@ pub(crate) struct Clients {
     inside: reqwest::Client,
 }
 
-pub(super) fn clients(config: &DispatchConfig) -> anyhow::Result<Clients> {
+pub(super) fn clients(
+    config: &DispatchConfig,
+    identity: Option<&ClientIdentity>,
+) -> anyhow::Result<Clients> {
+    let parsed = identity.map(ClientIdentity::parse).transpose()?;
     let build = |inside_only: bool| -> anyhow::Result<reqwest::Client> {
         Ok(reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -37,7 +42,12 @@ pub(super) fn clients(config: &DispatchConfig) -> anyhow::Result<Clients> {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10).min(config.timeout))
             .local_address(config.egress_bind)
-            .use_preconfigured_tls(crate::tls::client_config(config.roots.clone(), None)?)
+            .use_preconfigured_tls(crate::tls::client_config(
+                config.roots.clone(),
+                parsed
+                    .as_ref()
+                    .map(|(chain, key)| (chain.clone(), key.clone_key())),
+            )?)
             .build()?)
     };
     Ok(Clients {
@@ -89,10 +99,23 @@ pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) 
     {
         return Sent::error("address_not_allowed");
     }
+    // An endpoint with a client certificate has clients of its own.
+    let own = match &endpoint.client_identity {
+        Some(identity) => match shared.identity_clients(
+            &endpoint.stored.id,
+            &endpoint.stored.updated_at,
+            identity,
+        ) {
+            Ok(clients) => Some(clients),
+            Err(_) => return Sent::error("tls"),
+        },
+        None => None,
+    };
+    let clients = own.as_deref().unwrap_or(&shared.clients);
     let client = if target.inside_only {
-        &shared.clients.inside
+        &clients.inside
     } else {
-        &shared.clients.public
+        &clients.public
     };
     let url = target.url;
     let timestamp = chrono::Utc::now().timestamp();

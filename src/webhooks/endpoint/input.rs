@@ -22,6 +22,7 @@ const FIELDS: &[&str] = &[
     "rate_limit_per_second",
     "max_in_flight",
     "signature",
+    "client_certificate",
 ];
 const READ_ONLY: &[&str] = &[
     "id",
@@ -64,6 +65,45 @@ pub struct EndpointSettings {
     pub max_in_flight: i64,
     /// `hmac` or `ed25519`; chosen at create.
     pub signature: String,
+    /// The client certificate chain and key presented to the endpoint (mTLS).
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClientIdentity {
+    pub certificate: String,
+    pub private_key: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(…)")
+    }
+}
+
+impl ClientIdentity {
+    /// The parsed chain and key, or why they are unusable.
+    #[allow(clippy::type_complexity)]
+    pub fn parse(
+        &self,
+    ) -> Result<
+        (
+            Vec<rustls_pki_types::CertificateDer<'static>>,
+            rustls_pki_types::PrivateKeyDer<'static>,
+        ),
+        crate::tls::TlsError,
+    > {
+        let chain = crate::tls::certificates(
+            self.certificate.as_bytes(),
+            "client_certificate.certificate",
+        )?;
+        let key = crate::tls::private_key(
+            self.private_key.as_bytes(),
+            "client_certificate.private_key",
+        )?;
+        Ok((chain, key))
+    }
 }
 
 /// Shown instead of a header value: a hint for long values, nothing for short ones.
@@ -90,6 +130,7 @@ pub fn for_create(body: &Value) -> Result<EndpointSettings, Vec<FieldError>> {
         rate_limit_per_second: None,
         max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         signature: "hmac".into(),
+        client_identity: None,
     };
     let mut errors = Vec::new();
     let Some(object) = body.as_object() else {
@@ -247,6 +288,9 @@ fn apply(
                     )),
                 },
             },
+            "client_certificate" => {
+                client_certificate(&mut s.client_identity, value, current_view, errors)
+            }
             "signature" => match value.as_str() {
                 Some(v @ ("hmac" | "ed25519")) if current_view.is_none() => {
                     s.signature = v.to_owned()
@@ -267,6 +311,51 @@ fn apply(
         }
     }
     s
+}
+
+fn client_certificate(
+    current: &mut Option<ClientIdentity>,
+    value: &Value,
+    current_view: Option<&Value>,
+    errors: &mut Vec<FieldError>,
+) {
+    if value.is_null() {
+        *current = None;
+        return;
+    }
+    // The shown form sent back unchanged keeps what is stored.
+    if current_view.and_then(|v| v.get("client_certificate")) == Some(value) {
+        return;
+    }
+    let invalid = |errors: &mut Vec<FieldError>| {
+        errors.push(FieldError::new(
+            "client_certificate",
+            "invalid",
+            "must be {\"certificate\": PEM chain, \"private_key\": PEM key} that rustls accepts, or null",
+        ))
+    };
+    let identity = value.as_object().and_then(|o| {
+        let certificate = o.get("certificate")?.as_str()?.to_owned();
+        let private_key = o.get("private_key")?.as_str()?.to_owned();
+        (o.len() == 2 && certificate.len() <= 65_536 && private_key.len() <= 65_536).then_some(
+            ClientIdentity {
+                certificate,
+                private_key,
+            },
+        )
+    });
+    let Some(identity) = identity else {
+        return invalid(errors);
+    };
+    let usable = identity.parse().ok().is_some_and(|(chain, key)| {
+        let roots = std::sync::Arc::new(rustls::RootCertStore::empty());
+        crate::tls::client_config(roots, Some((chain, key))).is_ok()
+    });
+    if usable {
+        *current = Some(identity);
+    } else {
+        invalid(errors);
+    }
 }
 
 fn events(value: &Value) -> Result<(Vec<String>, Vec<String>), FieldError> {

@@ -25,7 +25,7 @@ use crate::records::validate::FieldError;
 use crate::secrets::{MasterKey, SecretsError};
 use crate::store::webhooks::{EndpointSave, StoredEndpoint};
 use crate::store::{Store, StoreError};
-use input::{EndpointSettings, mask};
+use input::{ClientIdentity, EndpointSettings, mask};
 
 #[derive(Debug, Error)]
 pub enum EndpointError {
@@ -84,6 +84,8 @@ pub struct OpenedEndpoint {
     pub signing_keys: Vec<signing::Signer>,
     /// When the previous key stops signing (Unix ms).
     pub previous_key_until: Option<i64>,
+    /// The client certificate presented to the endpoint (mTLS).
+    pub client_identity: Option<ClientIdentity>,
 }
 
 /// A new secret for the scheme: `whsec_…` (hmac) or `whsk_…` (ed25519).
@@ -189,6 +191,28 @@ impl EndpointService {
         })
     }
 
+    fn seal_identity(&self, identity: Option<&ClientIdentity>) -> Option<Vec<u8>> {
+        identity.map(|identity| {
+            self.key.seal(
+                serde_json::to_string(identity)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )
+        })
+    }
+
+    fn identity_of(
+        &self,
+        stored: &StoredEndpoint,
+    ) -> Result<Option<ClientIdentity>, EndpointError> {
+        match &stored.client_identity_sealed {
+            None => Ok(None),
+            Some(sealed) => serde_json::from_str(&self.key.open_text(sealed)?)
+                .map(Some)
+                .map_err(|_| EndpointError::Secrets(SecretsError::Unseal)),
+        }
+    }
+
     fn settings_of(&self, stored: &StoredEndpoint) -> Result<EndpointSettings, EndpointError> {
         Ok(EndpointSettings {
             url: stored.url.clone(),
@@ -203,6 +227,7 @@ impl EndpointService {
             rate_limit_per_second: stored.rate_limit_per_second,
             max_in_flight: stored.max_in_flight,
             signature: stored.signature.clone(),
+            client_identity: self.identity_of(stored)?,
         })
     }
 
@@ -232,6 +257,7 @@ impl EndpointService {
             "rate_limit_per_second": stored.rate_limit_per_second,
             "max_in_flight": stored.max_in_flight,
             "signature": stored.signature,
+            "client_certificate": {"configured": stored.client_identity_sealed.is_some()},
             "secret_rotation_ends_at": rotation_ends,
             "created_at": stored.created_at,
             "updated_at": stored.updated_at,
@@ -262,7 +288,9 @@ impl EndpointService {
         if let (Some(sealed), Some(_)) = (&stored.previous_secret_sealed, previous_key_until) {
             signing_keys.extend(signing::Signer::from_secret(&self.key.open_text(sealed)?));
         }
+        let client_identity = self.identity_of(&stored)?;
         Ok(Some(OpenedEndpoint {
+            client_identity,
             stored,
             headers,
             signing_keys,
@@ -306,6 +334,7 @@ impl EndpointService {
                 .key
                 .seal(new_secret_for(&settings.signature).as_bytes()),
             signature: settings.signature.clone(),
+            client_identity_sealed: self.seal_identity(settings.client_identity.as_ref()),
             previous_secret_sealed: None,
             previous_secret_expires_at: None,
             failing_since: None,
@@ -383,6 +412,9 @@ impl EndpointService {
         next.payload_version = after.payload_version;
         next.rate_limit_per_second = after.rate_limit_per_second;
         next.max_in_flight = after.max_in_flight;
+        if after.client_identity != before.client_identity {
+            next.client_identity_sealed = self.seal_identity(after.client_identity.as_ref());
+        }
         next.updated_at = now.clone();
         let switched_on =
             patch.get("enabled") == Some(&Value::Bool(true)) && current.status != "enabled";
