@@ -268,11 +268,17 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    let key_id = response
+        .extensions()
+        .get::<Principal>()
+        .map(|p| p.key_id.as_str())
+        .unwrap_or("-");
     tracing::info!(
         method = %method,
         route = %route,
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
+        key_id = %key_id,
         "request"
     );
     state
@@ -333,9 +339,12 @@ async fn authorize(
         return response;
     }
     let actor = Actor::api_key(&principal.key_id).with_ip(source_ip);
-    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(principal.clone());
     request.extensions_mut().insert(actor);
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // For the request log, which sits outside this layer.
+    response.extensions_mut().insert(principal);
+    response
 }
 
 /// `Authorization: Bearer <key>`, or Basic with the key as the password.

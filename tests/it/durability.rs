@@ -461,6 +461,10 @@ async fn record_values_never_reach_the_log() {
         assert!(!logged.contains(secret), "`{secret}` reached the log");
     }
     assert!(
+        logged.contains("key_id=key_"),
+        "requests are logged with the key id"
+    );
+    assert!(
         logged.contains("/api/v1/patients/{id}"),
         "requests are logged by route template: {logged}"
     );
