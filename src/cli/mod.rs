@@ -3,6 +3,7 @@
 
 mod bench;
 mod keys;
+mod secrets;
 mod serve;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ enum Command {
     /// Create, list and revoke API keys (works with the server stopped or running).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage the master key that seals secrets.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// Benchmarks that print figures.
@@ -60,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args).await,
         Command::Keys(command) => keys::run(command).await,
+        Command::Secrets(command) => secrets::run(command).await,
         Command::Migrate(args) => {
             store::open(&args.url(), OpenMode::Tool).await?;
             eprintln!("migrations applied");

@@ -236,6 +236,27 @@ pub struct AuditQuery {
 pub trait SecretMetaStore: Send + Sync {
     /// The value stored under `name`, storing `value` first if there is none.
     async fn meta_blob_or_insert(&self, name: &str, value: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+    async fn set_meta_blob(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError>;
+    /// Every sealed value of every endpoint row (deleted ones too), by id after `after`.
+    async fn sealed_rows(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SealedRow>, StoreError>;
+    /// Replace a row's sealed values; false when the row changed since it was read.
+    async fn reseal_row(&self, row: SealedRow) -> Result<bool, StoreError>;
+}
+
+/// The sealed values of one endpoint row.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    pub id: String,
+    /// The row's `updated_at` when read (guards against concurrent changes).
+    pub updated_at: String,
+    pub headers: Option<Vec<u8>>,
+    pub secret: Vec<u8>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub client_identity: Option<Vec<u8>>,
 }
 
 #[async_trait]

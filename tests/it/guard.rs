@@ -270,3 +270,103 @@ async fn a_server_given_the_wrong_master_key_refuses_to_start() {
     );
     assert!(message.contains("master key does not match"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_alone_no_longer_opens_them() {
+    const BIN: &str = env!("CARGO_BIN_EXE_chartwire");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chartwire.db").display());
+    let config = || {
+        chartwire::app::ServeConfig::new(
+            url.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path().to_owned(),
+        )
+    };
+    // A server with an endpoint that has every kind of secret.
+    let server = chartwire::app::start(config()).await.unwrap();
+    let key = chartwire::auth::KeyService::new(server.store.clone())
+        .create(
+            "rotate",
+            chartwire::auth::Role::Superadmin,
+            &chartwire::events::Actor::command_line(),
+        )
+        .await
+        .unwrap()
+        .1;
+    let client = crate::helpers::client();
+    let base = format!("http://{}", server.addr);
+    let created: Value = client
+        .post(format!("{base}/api/v1/webhooks/endpoints"))
+        .bearer_auth(&key)
+        .json(&json!({"url": "https://hooks.example.com/x", "events": ["*"], "headers": {"X-Api-Key": "k-1234567890"}}))
+        .send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret_of = |base: String| {
+        let client = client.clone();
+        let (key, id) = (key.clone(), id.clone());
+        async move {
+            client
+                .get(format!("{base}/api/v1/webhooks/endpoints/{id}/secret"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["secret"]
+                .clone()
+        }
+    };
+    let before = secret_of(base.clone()).await;
+    server.shutdown().await.unwrap();
+    let old_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+
+    let out = std::process::Command::new(BIN)
+        .args(["secrets", "rotate-master-key", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("CHARTWIRE_MASTER_KEY")
+        .env_remove("CHARTWIRE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    assert_ne!(new_key, old_key);
+    assert!(!dir.path().join("master.key.next").exists());
+
+    // The server starts with the new key and reads the same secrets.
+    let server = chartwire::app::start(config()).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    assert_eq!(secret_of(base.clone()).await, before);
+    let shown: Value = client
+        .get(format!("{base}/api/v1/webhooks/endpoints/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["headers"]["X-Api-Key"], "k-1…");
+    let audit: Value = client
+        .get(format!("{base}/api/v1/audit?action=master_key.rotated"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["data"][0]["detail"]["resealed"], 1);
+    server.shutdown().await.unwrap();
+
+    // The old key alone is refused.
+    let mut old_only = config();
+    old_only.master_key = Some(old_key.trim().to_owned());
+    let refused = chartwire::app::start(old_only).await;
+    assert!(refused.is_err(), "the old key must no longer match");
+}

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::records::append_event;
 use crate::store::webhooks::{EndpointSave, StoredEndpoint};
-use crate::store::{NewEvent, StoreError};
+use crate::store::{NewEvent, SealedRow, StoreError};
 
 const COLUMNS: &str = "id, url, events, headers, description, enabled, status, disabled_reason,
     ordering, content, payload_version, rate_limit_per_second, max_in_flight, secret,
@@ -194,4 +194,37 @@ pub fn append_for_endpoint(
         ],
     )?;
     Ok(sequence)
+}
+
+pub fn sealed_rows(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<SealedRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, updated_at, headers, secret, previous_secret, client_identity
+         FROM webhook_endpoints WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![after, limit as i64], |r| {
+            Ok(SealedRow {
+                id: r.get(0)?,
+                updated_at: r.get(1)?,
+                headers: r.get(2)?,
+                secret: r.get(3)?,
+                previous_secret: r.get(4)?,
+                client_identity: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn reseal_row(conn: &Connection, row: &SealedRow) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        "UPDATE webhook_endpoints SET headers = ?3, secret = ?4, previous_secret = ?5, client_identity = ?6
+         WHERE id = ?1 AND updated_at = ?2",
+        params![row.id, row.updated_at, row.headers, row.secret, row.previous_secret, row.client_identity],
+    )?;
+    Ok(changed == 1)
 }

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::store::{AuditEntry, AuditQuery, AuditStore, SecretMetaStore};
+use crate::store::{AuditEntry, AuditQuery, AuditStore, SealedRow, SecretMetaStore};
 
 use crate::store::webhooks::{
     AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
@@ -408,6 +408,36 @@ impl SecretMetaStore for SqliteStore {
                     |r| r.get(0),
                 )?)
             })
+            .await
+    }
+
+    async fn set_meta_blob(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO secret_meta (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    rusqlite::params![name, value],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn sealed_rows(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SealedRow>, StoreError> {
+        self.readers
+            .read(move |conn| endpoints::sealed_rows(conn, after.as_deref(), limit))
+            .await
+    }
+
+    async fn reseal_row(&self, row: SealedRow) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| endpoints::reseal_row(conn, &row))
             .await
     }
 }
