@@ -123,7 +123,20 @@ impl RunningServer {
     /// Stop accepting, end long-polls, finish in-flight requests, then return.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.wait().await
+        let store = self.store.clone();
+        let RunningServer {
+            task, store: own, ..
+        } = self;
+        drop(own);
+        let served = task.await.context("the server task failed")?;
+        // Background tasks (dispatcher, pruner) let go of the store as they
+        // notice the shutdown; wait for them, so the database (and its lock)
+        // is closed when this returns.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        served.context("the server stopped with an error")
     }
 
     /// Run until shut down by [`RunningServer::shutdown`] or a signal handler.
