@@ -321,6 +321,10 @@ async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_alone_no_l
     let before = secret_of(base.clone()).await;
     server.shutdown().await.unwrap();
     let old_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    // A rotation that was interrupted after writing its new key resumes with that key.
+    use base64::Engine;
+    let planned = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    std::fs::write(dir.path().join("master.key.next"), &planned).unwrap();
 
     let out = std::process::Command::new(BIN)
         .args(["secrets", "rotate-master-key", "--data-dir"])
@@ -336,6 +340,11 @@ async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_alone_no_l
     );
     let new_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
     assert_ne!(new_key, old_key);
+    assert_eq!(new_key, planned, "the interrupted rotation's key was kept");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("master.key.previous")).unwrap(),
+        old_key
+    );
     assert!(!dir.path().join("master.key.next").exists());
 
     // The server starts with the new key and reads the same secrets.
