@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chartwire::webhooks::address::StaticResolver;
 use serde_json::{Value, json};
@@ -109,29 +109,6 @@ fn counting_port() -> (u16, Arc<AtomicUsize>) {
     (port, accepted)
 }
 
-async fn last_attempt(app: &TestApp, endpoint: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = app
-            .get(&format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries"))
-            .await
-            .body;
-        if let Some(first) = log["data"].as_array().and_then(|d| d.first())
-            && first["attempts"].as_i64().unwrap_or(0) > 0
-        {
-            return app
-                .get(&format!(
-                    "/api/v1/webhooks/deliveries/{}",
-                    first["id"].as_str().unwrap()
-                ))
-                .await
-                .body;
-        }
-        assert!(Instant::now() < deadline, "no attempt was made");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_public_looking_name_that_resolves_to_a_private_address_is_refused_at_delivery() {
     let (port, accepted) = counting_port();
@@ -164,7 +141,7 @@ async fn a_public_looking_name_that_resolves_to_a_private_address_is_refused_at_
     )
     .await;
     for endpoint in [&rebinding, &split] {
-        let delivery = last_attempt(&app, endpoint["id"].as_str().unwrap()).await;
+        let delivery = app.first_attempt(endpoint["id"].as_str().unwrap()).await;
         assert_eq!(
             delivery["attempts_log"][0]["error_kind"], "address_not_allowed",
             "{delivery}"
@@ -199,7 +176,7 @@ async fn redirects_are_failed_attempts_and_never_followed() {
         json!({"first_name": "G", "last_name": "H", "date_of_birth": "1980-01-01"}),
     )
     .await;
-    let delivery = last_attempt(&app, endpoint["id"].as_str().unwrap()).await;
+    let delivery = app.first_attempt(endpoint["id"].as_str().unwrap()).await;
     assert_eq!(delivery["attempts_log"][0]["http_status"], 302);
     assert_eq!(delivery["status"], "pending");
     tokio::time::sleep(Duration::from_millis(300)).await;

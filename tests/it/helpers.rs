@@ -162,6 +162,31 @@ impl TestApp {
             .await
     }
 
+    /// The first delivery of an endpoint once an attempt has been made, with
+    /// its attempts.
+    pub async fn first_attempt(&self, endpoint_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self
+                .get(&format!(
+                    "/api/v1/webhooks/endpoints/{endpoint_id}/deliveries"
+                ))
+                .await
+                .body;
+            if let Some(first) = log["data"].as_array().and_then(|d| d.first())
+                && first["attempts"].as_i64().unwrap_or(0) > 0
+            {
+                let id = first["id"].as_str().unwrap();
+                return self
+                    .get(&format!("/api/v1/webhooks/deliveries/{id}"))
+                    .await
+                    .body;
+            }
+            assert!(std::time::Instant::now() < deadline, "no attempt was made");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Create a webhook endpoint and insist on 201.
     pub async fn endpoint(&self, body: Value) -> Value {
         let reply = self.post("/api/v1/webhooks/endpoints", body).await;

@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use chartwire::app::TlsFiles;
 use chartwire::webhooks::address::StaticResolver;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::helpers::TestApp;
@@ -95,30 +94,6 @@ fn resolver() -> Arc<StaticResolver> {
     })
 }
 
-async fn first_attempt(app: &TestApp, endpoint: &Value) -> Value {
-    let id = endpoint["id"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = app
-            .get(&format!("/api/v1/webhooks/endpoints/{id}/deliveries"))
-            .await
-            .body;
-        if let Some(first) = log["data"].as_array().and_then(|d| d.first())
-            && first["attempts"].as_i64().unwrap_or(0) > 0
-        {
-            return app
-                .get(&format!(
-                    "/api/v1/webhooks/deliveries/{}",
-                    first["id"].as_str().unwrap()
-                ))
-                .await
-                .body;
-        }
-        assert!(Instant::now() < deadline, "no attempt was made");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_ca_is_trusted_only_through_the_ca_bundle() {
     let pki = Pki::new();
@@ -135,7 +110,7 @@ async fn a_private_ca_is_trusted_only_through_the_ca_bundle() {
             json!({"first_name": "T", "last_name": "L", "date_of_birth": "1980-01-01"}),
         )
         .await;
-    let delivery = first_attempt(&strict, &endpoint).await;
+    let delivery = strict.first_attempt(endpoint["id"].as_str().unwrap()).await;
     assert_eq!(
         delivery["attempts_log"][0]["error_kind"], "tls",
         "{delivery}"
@@ -156,7 +131,9 @@ async fn a_private_ca_is_trusted_only_through_the_ca_bundle() {
             json!({"first_name": "T", "last_name": "L", "date_of_birth": "1980-01-01"}),
         )
         .await;
-    let delivery = first_attempt(&trusting, &endpoint).await;
+    let delivery = trusting
+        .first_attempt(endpoint["id"].as_str().unwrap())
+        .await;
     assert_eq!(
         delivery["attempts_log"][0]["http_status"], 200,
         "{delivery}"
@@ -274,12 +251,12 @@ async fn an_endpoint_with_a_client_certificate_passes_an_mtls_listener_and_one_w
         json!({"first_name": "M", "last_name": "T", "date_of_birth": "1980-01-01"}),
     )
     .await;
-    let accepted = first_attempt(&app, &with).await;
+    let accepted = app.first_attempt(with["id"].as_str().unwrap()).await;
     assert_eq!(
         accepted["attempts_log"][0]["http_status"], 200,
         "{accepted}"
     );
-    let refused = first_attempt(&app, &without).await;
+    let refused = app.first_attempt(without["id"].as_str().unwrap()).await;
     assert!(
         refused["attempts_log"][0]["http_status"].is_null(),
         "{refused}"
