@@ -211,4 +211,6 @@ pub trait DeliveryStore: Send + Sync {
     /// Delete finished deliveries (and their attempts) completed before `before`.
     async fn purge_deliveries(&self, before: &str) -> Result<u64, StoreError>;
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError>;
+    /// The endpoint's most recent delivery that has been attempted.
+    async fn last_attempted(&self, endpoint_id: &str) -> Result<Option<DeliveryRow>, StoreError>;
 }

@@ -148,6 +148,17 @@ async fn a_public_looking_name_that_resolves_to_a_private_address_is_refused_at_
         );
         assert_eq!(delivery["status"], "pending", "retried later, not dropped");
     }
+    let shown = app
+        .get(&format!(
+            "/api/v1/webhooks/endpoints/{}",
+            rebinding["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(
+        shown["health"]["last_error"], "address_not_allowed",
+        "the endpoint's health says why: {shown}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         accepted.load(Ordering::SeqCst),

@@ -290,8 +290,12 @@ fn endpoint_properties(for_request: bool) -> Map<String, Value> {
 }
 
 pub(super) fn schemas(schemas: &mut Map<String, Value>) {
-    let full = endpoint_properties(false);
-    let required: Vec<&String> = full.keys().collect();
+    let mut full = endpoint_properties(false);
+    let required: Vec<String> = full.keys().cloned().collect();
+    full.insert("health".into(), json!({"type": "object",
+        "description": "On reads: the outcome of the latest attempt (why deliveries fail, if they do).",
+        "properties": {"last_attempt_at": {"type": ["string", "null"]}, "last_http_status": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]}, "failing_since": {"type": ["string", "null"]}}}));
     schemas.insert(
         "Endpoint".into(),
         json!({"type": "object", "properties": full, "required": required}),

@@ -294,3 +294,16 @@ pub fn stats(conn: &Connection) -> Result<DeliveryStats, StoreError> {
         oldest_pending_created_at: oldest,
     })
 }
+
+pub fn last_attempted(
+    conn: &Connection,
+    endpoint_id: &str,
+) -> Result<Option<DeliveryRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM deliveries
+             WHERE endpoint_id = ?1 AND last_attempt_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ))?
+        .query_row(params![endpoint_id], row_from)
+        .optional()?)
+}

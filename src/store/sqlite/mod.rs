@@ -387,6 +387,13 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
+    async fn last_attempted(&self, endpoint_id: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        let endpoint_id = endpoint_id.to_owned();
+        self.readers
+            .read(move |conn| deliveries::last_attempted(conn, &endpoint_id))
+            .await
+    }
+
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
         self.readers.read(deliveries::stats).await
     }

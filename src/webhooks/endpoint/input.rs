@@ -188,6 +188,10 @@ fn apply(
     errors: &mut Vec<FieldError>,
 ) -> EndpointSettings {
     for (key, value) in object {
+        if key == "health" && current_view.is_some() {
+            // Shown on reads, computed from the delivery log; ignored when sent back.
+            continue;
+        }
         if READ_ONLY.contains(&key.as_str()) {
             if current_view.and_then(|v| v.get(key)) != Some(value) {
                 errors.push(FieldError::new(

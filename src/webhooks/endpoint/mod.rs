@@ -264,6 +264,21 @@ impl EndpointService {
         }))
     }
 
+    /// The outcome of the endpoint's latest attempt (why it fails, if it does).
+    async fn health(&self, id: &str) -> Result<Value, EndpointError> {
+        Ok(match self.store.last_attempted(id).await? {
+            Some(row) => json!({
+                "last_attempt_at": row.last_attempt_at,
+                "last_http_status": row.last_http_status,
+                "last_error": row.last_error,
+                "failing_since": self.load(id).await?.failing_since,
+            }),
+            None => {
+                json!({"last_attempt_at": null, "last_http_status": null, "last_error": null, "failing_since": null})
+            }
+        })
+    }
+
     pub async fn load(&self, id: &str) -> Result<StoredEndpoint, EndpointError> {
         self.store
             .get_endpoint(id)
@@ -371,7 +386,9 @@ impl EndpointService {
     }
 
     pub async fn get(&self, id: &str) -> Result<Value, EndpointError> {
-        self.view(&self.load(id).await?)
+        let mut shown = self.view(&self.load(id).await?)?;
+        shown["health"] = self.health(id).await?;
+        Ok(shown)
     }
 
     pub async fn list(
@@ -380,7 +397,13 @@ impl EndpointService {
         limit: usize,
     ) -> Result<Vec<Value>, EndpointError> {
         let rows = self.store.list_endpoints(after, limit).await?;
-        rows.iter().map(|row| self.view(row)).collect()
+        let mut shown = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut view = self.view(row)?;
+            view["health"] = self.health(&row.id).await?;
+            shown.push(view);
+        }
+        Ok(shown)
     }
 
     pub async fn patch(
