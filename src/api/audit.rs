@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::input;
@@ -48,7 +48,7 @@ pub async fn list(
         ),
         None => None,
     };
-    let mut entries = state
+    let entries = state
         .audit
         .list(AuditQuery {
             before_id,
@@ -57,17 +57,7 @@ pub async fn list(
             limit: limit + 1,
         })
         .await?;
-    let has_more = entries.len() > limit;
-    entries.truncate(limit);
-    let next = if has_more {
-        entries
-            .last()
-            .and_then(|e| e["id"].as_str())
-            .map(str::to_owned)
-    } else {
-        None
-    };
-    Ok(Json(
-        json!({"data": entries, "next_cursor": next, "has_more": has_more}),
-    ))
+    Ok(Json(input::list_page(entries, limit, |e| {
+        e["id"].as_str().map(str::to_owned)
+    })))
 }

@@ -145,3 +145,20 @@ pub fn decode_record_cursor(cursor: &str) -> Result<i64, ApiError> {
             ApiError::bad_parameter("cursor", "the cursor is not one this server issued")
         })
 }
+
+/// A list answer made from one item more than a page:
+/// `{"data": […], "next_cursor": …, "has_more": …}`.
+pub fn list_page<T: serde::Serialize>(
+    mut items: Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> Option<String>,
+) -> Value {
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let next = if has_more {
+        items.last().and_then(cursor)
+    } else {
+        None
+    };
+    serde_json::json!({"data": items, "next_cursor": next, "has_more": has_more})
+}

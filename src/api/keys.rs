@@ -33,17 +33,8 @@ pub async fn list(
             "the cursor is not one this server issued",
         ));
     }
-    let mut keys = state.keys.list(after, limit + 1).await?;
-    let has_more = keys.len() > limit;
-    keys.truncate(limit);
-    let next_cursor = if has_more {
-        keys.last().map(|k| k.id.clone())
-    } else {
-        None
-    };
-    Ok(Json(
-        json!({"data": keys, "next_cursor": next_cursor, "has_more": has_more}),
-    ))
+    let keys = state.keys.list(after, limit + 1).await?;
+    Ok(Json(input::list_page(keys, limit, |k| Some(k.id.clone()))))
 }
 
 pub async fn create(

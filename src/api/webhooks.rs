@@ -83,19 +83,10 @@ pub async fn list_endpoints(
             "the cursor is not one this server issued",
         ));
     }
-    let mut page = state.endpoints.list(after, limit + 1).await?;
-    let has_more = page.len() > limit;
-    page.truncate(limit);
-    let next = if has_more {
-        page.last()
-            .and_then(|e| e["id"].as_str())
-            .map(str::to_owned)
-    } else {
-        None
-    };
-    Ok(Json(
-        json!({"data": page, "next_cursor": next, "has_more": has_more}),
-    ))
+    let page = state.endpoints.list(after, limit + 1).await?;
+    Ok(Json(input::list_page(page, limit, |e| {
+        e["id"].as_str().map(str::to_owned)
+    })))
 }
 
 pub async fn create_endpoint(

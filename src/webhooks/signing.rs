@@ -106,9 +106,14 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// The `webhook-signature` header value: one signature per signer.
-pub fn signature_header(signers: &[Signer], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn signature_header<'a>(
+    signers: impl IntoIterator<Item = &'a Signer>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     signers
-        .iter()
+        .into_iter()
         .map(|signer| signer.sign(msg_id, timestamp, body))
         .collect::<Vec<_>>()
         .join(" ")

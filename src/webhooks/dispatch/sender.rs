@@ -120,19 +120,19 @@ pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) 
     let url = target.url;
     let timestamp = chrono::Utc::now().timestamp();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let keys: Vec<signing::Signer> = endpoint
+    // The current key always signs; the previous one until its overlap ends.
+    let keys = endpoint
         .signing_keys
         .iter()
         .enumerate()
-        .filter(|(i, _)| {
-            *i == 0
+        .filter_map(|(i, key)| {
+            let signs = i == 0
                 || endpoint
                     .previous_key_until
-                    .is_some_and(|until| until > now_ms)
-        })
-        .map(|(_, key)| key.clone())
-        .collect();
-    let signature = signing::signature_header(&keys, &job.event_id, timestamp, &job.body);
+                    .is_some_and(|until| until > now_ms);
+            signs.then_some(key)
+        });
+    let signature = signing::signature_header(keys, &job.event_id, timestamp, &job.body);
     let mut request = client
         .post(url)
         .timeout(shared.config.timeout)

@@ -265,13 +265,13 @@ impl EndpointService {
     }
 
     /// The outcome of the endpoint's latest attempt (why it fails, if it does).
-    async fn health(&self, id: &str) -> Result<Value, EndpointError> {
-        Ok(match self.store.last_attempted(id).await? {
+    async fn health(&self, stored: &StoredEndpoint) -> Result<Value, EndpointError> {
+        Ok(match self.store.last_attempted(&stored.id).await? {
             Some(row) => json!({
                 "last_attempt_at": row.last_attempt_at,
                 "last_http_status": row.last_http_status,
                 "last_error": row.last_error,
-                "failing_since": self.load(id).await?.failing_since,
+                "failing_since": stored.failing_since,
             }),
             None => {
                 json!({"last_attempt_at": null, "last_http_status": null, "last_error": null, "failing_since": null})
@@ -386,8 +386,9 @@ impl EndpointService {
     }
 
     pub async fn get(&self, id: &str) -> Result<Value, EndpointError> {
-        let mut shown = self.view(&self.load(id).await?)?;
-        shown["health"] = self.health(id).await?;
+        let stored = self.load(id).await?;
+        let mut shown = self.view(&stored)?;
+        shown["health"] = self.health(&stored).await?;
         Ok(shown)
     }
 
@@ -400,7 +401,7 @@ impl EndpointService {
         let mut shown = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut view = self.view(row)?;
-            view["health"] = self.health(&row.id).await?;
+            view["health"] = self.health(row).await?;
             shown.push(view);
         }
         Ok(shown)
