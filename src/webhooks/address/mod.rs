@@ -36,8 +36,6 @@ pub enum AddressError {
     SingleLabel,
     #[error("the host name could not be resolved")]
     Unresolvable,
-    #[error("the host resolves to an address outside the allowed networks")]
-    NotAllowed,
 }
 
 /// Turns host names into addresses.

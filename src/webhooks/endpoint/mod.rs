@@ -161,7 +161,6 @@ impl EndpointService {
                     AddressError::UserInfo => "userinfo",
                     AddressError::SingleLabel => "host_name",
                     AddressError::Unresolvable => "unresolvable",
-                    AddressError::NotAllowed => "address_not_allowed",
                 };
                 EndpointError::Invalid(vec![FieldError::new("url", code, err.to_string())])
             })
