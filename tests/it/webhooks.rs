@@ -987,3 +987,41 @@ async fn ed25519_endpoints_sign_with_v1a_verifiable_with_the_public_key_through_
         .await;
     assert_eq!(changed.status, 422);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_deliveries_are_purged_after_their_retention() {
+    let app =
+        TestApp::spawn_configured(|c| c.webhooks.delivery_retention = Duration::from_secs(1)).await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(json!({"url": listener.url("p"), "events": ["patient.created"]}))
+        .await;
+    let id = endpoint["id"].as_str().unwrap();
+    patient(&app).await;
+    listener.wait_for("p", 1, SOON).await;
+    let deadline = Instant::now() + SOON;
+    while delivery_log(&app, id)
+        .await
+        .first()
+        .is_none_or(|d| d["status"] != "succeeded")
+    {
+        assert!(Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !delivery_log(&app, id).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the finished delivery was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The event itself stays in the feed (its own retention is longer).
+    assert_eq!(
+        app.get("/api/v1/changes?types=patient.created").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
