@@ -88,16 +88,13 @@ impl FeedService {
             Some(patterns) => Some(expand_patterns(patterns)?),
             None => None,
         };
-        let floor = self.store.pruned_through().await?;
+        // Without a cursor, read from the oldest event still kept; with one,
+        // events after it must not have been pruned (checked in the same
+        // snapshot as each read).
+        let mut positioned = request.after.is_some();
         let mut after = match &request.after {
-            Some(cursor) => {
-                let after = decode_cursor(cursor)?;
-                if after < floor {
-                    return Err(FeedError::CursorExpired);
-                }
-                after
-            }
-            None => floor,
+            Some(cursor) => decode_cursor(cursor)?,
+            None => 0,
         };
         let categories = visible_categories(role);
         let deadline = Instant::now() + request.wait.min(MAX_WAIT);
@@ -116,6 +113,10 @@ impl FeedService {
                     categories: categories.clone(),
                 })
                 .await?;
+            if positioned && after < page.pruned_through {
+                return Err(FeedError::CursorExpired);
+            }
+            positioned = true;
             after = page.scanned_through;
             if !page.events.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
                 return Ok(FeedPage {

@@ -116,6 +116,8 @@ pub struct EventPage {
     /// Every event up to this sequence has been considered: a reader may
     /// continue from here without missing anything.
     pub scanned_through: i64,
+    /// Every event up to this sequence may have been pruned (same snapshot).
+    pub pruned_through: i64,
 }
 
 /// Which records a list wants.
@@ -173,8 +175,6 @@ pub trait EventStore: Send + Sync {
     fn head(&self) -> watch::Receiver<i64>;
     /// Delete events that occurred before `before` (RFC 3339). Returns how many.
     async fn prune_events(&self, before: &str) -> Result<u64, StoreError>;
-    /// Every event up to this sequence may have been pruned.
-    async fn pruned_through(&self) -> Result<i64, StoreError>;
 }
 
 #[async_trait]

@@ -62,8 +62,12 @@ pub struct PendingDelivery {
     pub next_attempt_at: i64,
     pub record_key: Option<String>,
     pub sequence: i64,
-    /// The event; `None` when it was pruned before it could be delivered.
+    /// The event, with `data` left as `Null`; `None` when it was pruned
+    /// before it could be delivered.
     pub event: Option<NewEvent>,
+    /// The event's `data` as stored (JSON text): parsed only by whoever
+    /// renders the body, once per event however many endpoints get it.
+    pub event_data: Option<String>,
 }
 
 /// What became of one attempt.
@@ -159,6 +163,8 @@ pub trait EndpointStore: Send + Sync {
         events: Vec<NewEvent>,
     ) -> Result<Vec<i64>, StoreError>;
     async fn get_endpoint(&self, id: &str) -> Result<Option<StoredEndpoint>, StoreError>;
+    /// How many live endpoints there are.
+    async fn count_endpoints(&self) -> Result<usize, StoreError>;
     /// Live endpoints in id order after `after`.
     async fn list_endpoints(
         &self,

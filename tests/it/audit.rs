@@ -33,25 +33,11 @@ async fn administrative_actions_are_audited_without_secrets() {
         .as_str()
         .unwrap()
         .to_owned();
-    let rotated = app
-        .call(
-            Method::POST,
-            &format!("{path}/rotate-secret"),
-            Some(&app.admin),
-            None,
-        )
-        .await
-        .body;
+    let rotated = app.action(&format!("{path}/rotate-secret")).await.body;
     app.patch(&path, json!({"description": "audited"})).await;
     app.patch(&path, json!({"enabled": false})).await;
     app.patch(&path, json!({"enabled": true})).await;
-    app.call(
-        Method::POST,
-        &format!("{path}/test"),
-        Some(&app.admin),
-        None,
-    )
-    .await;
+    app.action(&format!("{path}/test")).await;
     listener
         .wait_for("a", 1, std::time::Duration::from_secs(10))
         .await;
@@ -64,13 +50,8 @@ async fn administrative_actions_are_audited_without_secrets() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.call(
-        Method::POST,
-        &format!("/api/v1/webhooks/deliveries/{delivery}/retry"),
-        Some(&app.admin),
-        None,
-    )
-    .await;
+    app.action(&format!("/api/v1/webhooks/deliveries/{delivery}/retry"))
+        .await;
     let key = app
         .post("/api/v1/keys", json!({"name": "audited", "role": "staff"}))
         .await

@@ -136,6 +136,33 @@ fn spawn_writers(
         .collect()
 }
 
+/// Write from `writers` tasks for 1.5 s, then `kill -9` the server;
+/// returns the ids of the acknowledged creates.
+async fn write_then_kill(
+    server: &mut Served,
+    client: &reqwest::Client,
+    key: &str,
+    writers: usize,
+    prefix: &str,
+) -> BTreeSet<i64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = spawn_writers(client, &server.base, key, writers, prefix, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = BTreeSet::new();
+    for task in tasks {
+        acked.extend(task.await.unwrap());
+    }
+    assert!(
+        acked.len() > 50,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+    acked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,21 +170,7 @@ async fn nothing_acknowledged_is_lost_after_kill_9() {
     let key = new_key(dir.path(), "staff");
     let mut server = serve(dir.path(), &log);
     let client = crate::helpers::client();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&client, &server.base, &key, 8, "K", &stop);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = BTreeSet::new();
-    for w in writers {
-        acked.extend(w.await.unwrap());
-    }
-    assert!(
-        acked.len() > 50,
-        "too few writes before the kill: {}",
-        acked.len()
-    );
+    let acked = write_then_kill(&mut server, &client, &key, 8, "K").await;
 
     let server = serve(dir.path(), &log);
     for id in &acked {
@@ -563,21 +576,7 @@ async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&client, &server.base, &key, 6, "D", &stop);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = BTreeSet::new();
-    for w in writers {
-        acked.extend(w.await.unwrap());
-    }
-    assert!(
-        acked.len() > 50,
-        "too few writes before the kill: {}",
-        acked.len()
-    );
+    let acked = write_then_kill(&mut server, &client, &key, 6, "D").await;
     let _server = serve_with(dir.path(), &log, &flags);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -282,6 +282,17 @@ async fn a_cursor_older_than_the_retention_period_gets_410() {
     .await;
     let after_first = head_cursor(&app).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Everything is pruned now: a reader starting afresh and following its
+    // cursor is not told it fell behind.
+    let fresh = app.get("/api/v1/changes").await.body;
+    assert_eq!(fresh["data"], json!([]));
+    let follow = app
+        .get(&format!(
+            "/api/v1/changes?after={}",
+            fresh["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(follow.status, 200, "{}", follow.body);
     app.create(
         "patients",
         json!({"first_name": "Q", "last_name": "R", "date_of_birth": "1950-05-05"}),

@@ -157,6 +157,11 @@ impl TestApp {
             .await
     }
 
+    /// POST with no body as the Superadmin (test sends, retries, rotations).
+    pub async fn action(&self, path: &str) -> Reply {
+        self.call(Method::POST, path, Some(&self.admin), None).await
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
         self.call(Method::PATCH, path, Some(&self.admin), Some(body))
             .await

@@ -59,8 +59,10 @@ impl Pki {
     }
 }
 
-/// An HTTPS listener that counts the webhooks it gets.
-async fn https_listener(pki: &Pki) -> (u16, Arc<AtomicUsize>, watch::Sender<bool>) {
+/// An HTTPS listener with `config` that counts the webhooks it gets.
+async fn serve_counting(
+    config: Arc<rustls::ServerConfig>,
+) -> (u16, Arc<AtomicUsize>, watch::Sender<bool>) {
     let received = Arc::new(AtomicUsize::new(0));
     let counter = received.clone();
     let app = Router::new().route(
@@ -75,11 +77,15 @@ async fn https_listener(pki: &Pki) -> (u16, Arc<AtomicUsize>, watch::Sender<bool
     );
     let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = socket.local_addr().unwrap().port();
-    let files = pki.server_files();
-    let config = chartwire::tls::server_config(&files.cert, &files.key).unwrap();
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(chartwire::tls::serve(socket, config, app, stopped));
     (port, received, stop)
+}
+
+/// An HTTPS listener with the test CA's server certificate.
+async fn https_listener(pki: &Pki) -> (u16, Arc<AtomicUsize>, watch::Sender<bool>) {
+    let files = pki.server_files();
+    serve_counting(chartwire::tls::server_config(&files.cert, &files.key).unwrap()).await
 }
 
 fn resolver() -> Arc<StaticResolver> {
@@ -200,27 +206,7 @@ async fn an_endpoint_with_a_client_certificate_passes_an_mtls_listener_and_one_w
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .unwrap();
-    let received = Arc::new(AtomicUsize::new(0));
-    let counter = received.clone();
-    let app = Router::new().route(
-        "/hook",
-        axum::routing::post(move || {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                "ok"
-            }
-        }),
-    );
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let (_stop, stopped) = watch::channel(false);
-    tokio::spawn(chartwire::tls::serve(
-        socket,
-        Arc::new(server),
-        app,
-        stopped,
-    ));
+    let (port, received, _stop) = serve_counting(Arc::new(server)).await;
 
     let app = TestApp::spawn_configured(|c| {
         c.webhooks.resolver = Some(resolver());

@@ -231,12 +231,7 @@ async fn endpoint_rules_are_enforced_and_secrets_never_shown_in_full() {
         .body["secret"]
         .clone();
     let rotated = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"),
-            Some(&app.admin),
-            None,
-        )
+        .action(&format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"))
         .await;
     assert_eq!(rotated.status, 200);
     assert_ne!(rotated.body["secret"], first);
@@ -463,15 +458,10 @@ async fn exhausted_deliveries_fail_visibly_and_can_be_retried() {
 
     listener.set("x", Behaviour::default());
     let retried = app
-        .call(
-            Method::POST,
-            &format!(
-                "/api/v1/webhooks/deliveries/{}/retry",
-                failed["id"].as_str().unwrap()
-            ),
-            Some(&app.admin),
-            None,
-        )
+        .action(&format!(
+            "/api/v1/webhooks/deliveries/{}/retry",
+            failed["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(retried.status, 202, "{}", retried.body);
     let got = listener.wait_for("x", 4, SOON).await;
@@ -712,15 +702,10 @@ async fn ids_content_and_test_events() {
         json!({"object": "patient", "id": id, "version": 1})
     );
     let sent = app
-        .call(
-            Method::POST,
-            &format!(
-                "/api/v1/webhooks/endpoints/{}/test",
-                endpoint["id"].as_str().unwrap()
-            ),
-            Some(&app.admin),
-            None,
-        )
+        .action(&format!(
+            "/api/v1/webhooks/endpoints/{}/test",
+            endpoint["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(sent.status, 202, "{}", sent.body);
     let got = listener.wait_for("ids", 2, SOON).await;
@@ -796,12 +781,7 @@ async fn the_reference_standard_webhooks_library_verifies_our_signatures_through
     patient(&app).await;
     listener.wait_for("sig", 1, SOON).await;
     let rotated = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"),
-            Some(&app.admin),
-            None,
-        )
+        .action(&format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"))
         .await;
     let new = rotated.body["secret"].as_str().unwrap().to_owned();
     patient(&app).await;
@@ -939,12 +919,7 @@ async fn ed25519_endpoints_sign_with_v1a_verifiable_with_the_public_key_through_
     patient(&app).await;
     listener.wait_for("ed", 1, SOON).await;
     let rotated = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"),
-            Some(&app.admin),
-            None,
-        )
+        .action(&format!("/api/v1/webhooks/endpoints/{id}/rotate-secret"))
         .await
         .body;
     let new_key = rotated["public_key"].as_str().unwrap().to_owned();

@@ -16,21 +16,18 @@ const PENDING_COLUMNS: &str = "d.id, d.endpoint_id, d.attempts, d.next_attempt_a
 fn pending_from_row(row: &Row<'_>) -> rusqlite::Result<PendingDelivery> {
     let event_id: Option<String> = row.get(6)?;
     let event = match event_id {
-        Some(id) => {
-            let data: String = row.get(15)?;
-            Some(NewEvent {
-                id,
-                event_type: row.get(7)?,
-                category: row.get(8)?,
-                payload_version: row.get(9)?,
-                occurred_at: row.get(10)?,
-                actor_type: row.get(11)?,
-                actor_id: row.get(12)?,
-                record_type: row.get(13)?,
-                record_id: row.get(14)?,
-                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-            })
-        }
+        Some(id) => Some(NewEvent {
+            id,
+            event_type: row.get(7)?,
+            category: row.get(8)?,
+            payload_version: row.get(9)?,
+            occurred_at: row.get(10)?,
+            actor_type: row.get(11)?,
+            actor_id: row.get(12)?,
+            record_type: row.get(13)?,
+            record_id: row.get(14)?,
+            data: serde_json::Value::Null,
+        }),
         None => None,
     };
     Ok(PendingDelivery {
@@ -41,6 +38,7 @@ fn pending_from_row(row: &Row<'_>) -> rusqlite::Result<PendingDelivery> {
         record_key: row.get(4)?,
         sequence: row.get(5)?,
         event,
+        event_data: row.get(15)?,
     })
 }
 

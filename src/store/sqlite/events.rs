@@ -16,9 +16,12 @@ pub fn read(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreErr
 }
 
 fn read_in_snapshot(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreError> {
-    let head: i64 = conn.query_row("SELECT COALESCE(MAX(sequence), 0) FROM events", [], |r| {
-        r.get(0)
-    })?;
+    // The highest sequence ever given (it survives pruning), in this snapshot.
+    let head: i64 = conn.query_row(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+        [],
+        |r| r.get(0),
+    )?;
     let mut sql = String::from(
         "SELECT sequence, id, event_type, category, payload_version, occurred_at,
                 actor_type, actor_id, record_type, record_id, data
@@ -68,6 +71,7 @@ fn read_in_snapshot(conn: &Connection, query: &EventQuery) -> Result<EventPage, 
         events,
         has_more,
         scanned_through,
+        pruned_through: pruned_through(conn)?,
     })
 }
 

@@ -204,10 +204,6 @@ impl EventStore for SqliteStore {
             .write(move |conn| events::prune(conn, &before))
             .await
     }
-
-    async fn pruned_through(&self) -> Result<i64, StoreError> {
-        self.readers.read(events::pruned_through).await
-    }
 }
 
 #[async_trait]
@@ -276,6 +272,19 @@ impl EndpointStore for SqliteStore {
         let (id, at) = (id.to_owned(), at.to_owned());
         self.writer
             .write(move |conn| endpoints::delete(conn, &id, &at, &events))
+            .await
+    }
+
+    async fn count_endpoints(&self) -> Result<usize, StoreError> {
+        self.readers
+            .read(|conn| {
+                let n: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM webhook_endpoints WHERE deleted_at IS NULL",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok(n as usize)
+            })
             .await
     }
 

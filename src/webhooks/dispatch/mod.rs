@@ -246,29 +246,37 @@ impl Intake {
             let Some(worker) = self.workers.get(&delivery.endpoint_id) else {
                 continue;
             };
-            let Some(event) = delivery.event else {
+            let Some(mut event) = delivery.event else {
                 worker.expired(delivery.id);
                 continue;
             };
-            let ids_only = worker.ids_only();
-            let body = bodies
-                .entry((delivery.sequence, ids_only))
-                .or_insert_with(|| {
+            let event_id = event.id.clone();
+            let key = (delivery.sequence, worker.ids_only());
+            let body = match bodies.get(&key) {
+                Some(body) => body.clone(),
+                None => {
+                    event.data = delivery
+                        .event_data
+                        .as_deref()
+                        .and_then(|text| serde_json::from_str(text).ok())
+                        .unwrap_or_default();
                     let stored = StoredEvent {
                         sequence: delivery.sequence,
-                        event: event.clone(),
+                        event,
                     };
-                    let rendered = if ids_only {
+                    let rendered = if key.1 {
                         events::render_ids_only(&stored)
                     } else {
                         events::render(&stored)
                     };
-                    Bytes::from(serde_json::to_vec(&rendered).unwrap_or_default())
-                })
-                .clone();
+                    let body = Bytes::from(serde_json::to_vec(&rendered).unwrap_or_default());
+                    bodies.insert(key, body.clone());
+                    body
+                }
+            };
             worker.push(Job {
                 delivery_id: delivery.id,
-                event_id: event.id,
+                event_id,
                 record_key: delivery.record_key,
                 attempts: delivery.attempts,
                 due_ms: delivery.next_attempt_at,

@@ -79,26 +79,12 @@ impl Sent {
 }
 
 pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) -> Sent {
-    // The shape again (the rules may have changed since the endpoint was
-    // saved); addresses are checked by the clients' resolver, IP literals here.
-    let target = match shared.config.policy.shape(&endpoint.stored.url) {
-        Ok(target) => target,
-        Err(_) => return Sent::error("address_not_allowed"),
-    };
-    let literal = match target.url.host() {
-        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-        _ => None,
-    };
-    if let Some(ip) = literal
-        && shared
-            .config
-            .policy
-            .permits(ip, target.inside_only)
-            .is_err()
-    {
+    // The shape rules were applied when the endpoint was loaded (an IP
+    // literal passes them only inside an allowed network); every resolved
+    // address is checked by the clients' resolver.
+    let Some(target) = &endpoint.target else {
         return Sent::error("address_not_allowed");
-    }
+    };
     // An endpoint with a client certificate has clients of its own.
     let own = match &endpoint.client_identity {
         Some(identity) => match shared.identity_clients(
@@ -117,7 +103,7 @@ pub(super) async fn send(shared: &Shared, endpoint: &OpenedEndpoint, job: &Job) 
     } else {
         &clients.public
     };
-    let url = target.url;
+    let url = target.url.clone();
     let timestamp = chrono::Utc::now().timestamp();
     let now_ms = chrono::Utc::now().timestamp_millis();
     // The current key always signs; the previous one until its overlap ends.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use super::address::{AddressError, AddressPolicy};
+use super::address::{AddressError, AddressPolicy, Target};
 use super::dispatch::DispatcherHandle;
 use super::signing;
 use crate::audit::Auditor;
@@ -86,6 +86,9 @@ pub struct OpenedEndpoint {
     pub previous_key_until: Option<i64>,
     /// The client certificate presented to the endpoint (mTLS).
     pub client_identity: Option<ClientIdentity>,
+    /// The URL after the shape rules, parsed once; `None` when it no
+    /// longer passes them (every attempt then fails as `address_not_allowed`).
+    pub target: Option<Target>,
 }
 
 /// A new secret for the scheme: `whsec_…` (hmac) or `whsk_…` (ed25519).
@@ -303,8 +306,10 @@ impl EndpointService {
             signing_keys.extend(signing::Signer::from_secret(&self.key.open_text(sealed)?));
         }
         let client_identity = self.identity_of(&stored)?;
+        let target = self.policy.shape(&stored.url).ok();
         Ok(Some(OpenedEndpoint {
             client_identity,
+            target,
             stored,
             headers,
             signing_keys,
@@ -314,13 +319,7 @@ impl EndpointService {
 
     pub async fn create(&self, body: &Value, actor: &Actor) -> Result<Value, EndpointError> {
         let mut settings = input::for_create(body).map_err(EndpointError::Invalid)?;
-        if self
-            .store
-            .list_endpoints(None, self.max_endpoints)
-            .await?
-            .len()
-            >= self.max_endpoints
-        {
+        if self.store.count_endpoints().await? >= self.max_endpoints {
             return Err(EndpointError::TooMany);
         }
         settings.url = self.check_url(&settings.url).await?;
