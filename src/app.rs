@@ -92,6 +92,8 @@ pub struct WebhookOptions {
     pub max_endpoints: usize,
     /// Extra trusted roots (PEM) for endpoints on a private PKI.
     pub ca_bundle: Option<PathBuf>,
+    /// How long an endpoint's lease lasts without renewal (PostgreSQL).
+    pub lease_ttl: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -107,6 +109,7 @@ impl Default for WebhookOptions {
             egress_bind: None,
             max_endpoints: 1000,
             ca_bundle: None,
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -158,8 +161,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let store = store::open(&config.database_url, OpenMode::Server)
         .await
         .context("opening the database")?;
-    let key = MasterKey::load_or_create(config.master_key.as_deref(), &config.data_dir)
-        .context("loading the master key")?;
+    let key = match store::Backend::of(&config.database_url) {
+        Some(store::Backend::Postgres) => {
+            MasterKey::load_existing(config.master_key.as_deref(), &config.data_dir)
+        }
+        _ => MasterKey::load_or_create(config.master_key.as_deref(), &config.data_dir),
+    }
+    .context("loading the master key")?;
     let check = store
         .meta_blob_or_insert(crate::secrets::CHECK_NAME, key.check_value())
         .await
@@ -198,6 +206,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             timeout: options.timeout,
             auto_disable_after: options.auto_disable_after,
             egress_bind: options.egress_bind,
+            leases: dispatch::LeaseSettings {
+                ttl: options.lease_ttl,
+            },
             roots: crate::tls::root_store(options.ca_bundle.as_deref())
                 .context("loading --ca-bundle")?,
             policy,

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Source address for webhook connections (a static egress IP to give integrators).
     #[arg(long, env = "CHARTWIRE_EGRESS_BIND")]
     egress_bind: Option<IpAddr>,
+    /// PostgreSQL with several processes: how long an endpoint stays with a
+    /// process that stopped renewing its lease (crashed, or cut off from the database).
+    #[arg(long, env = "CHARTWIRE_LEASE_TTL", default_value = "10s", value_parser = app::parse_duration)]
+    lease_ttl: Duration,
     /// Resolve HOST to IP for webhook endpoints instead of asking DNS (like curl's --resolve). Repeatable.
     #[arg(long, env = "CHARTWIRE_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     resolve: Vec<(String, IpAddr)>,
@@ -119,6 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             egress_bind: args.egress_bind,
             max_endpoints: args.max_endpoints,
             ca_bundle: args.ca_bundle.clone(),
+            lease_ttl: args.lease_ttl,
         },
     };
     let server = app::start(config).await?;

@@ -42,6 +42,11 @@ pub enum SecretsError {
     BadKey,
     #[error("cannot read or create the master key file: {0}")]
     KeyFile(String),
+    #[error(
+        "no master key: with PostgreSQL every process must use the same key, so it is never \
+         generated; set CHARTWIRE_MASTER_KEY (base64 of 32 bytes) or put it in <data-dir>/master.key"
+    )]
+    Missing,
     #[error("a sealed value could not be opened (wrong master key or damaged data)")]
     Unseal,
 }
@@ -126,6 +131,20 @@ impl MasterKey {
         from_env: Option<&str>,
         data_dir: &Path,
     ) -> Result<MasterKey, SecretsError> {
+        MasterKey::load(from_env, data_dir, true)
+    }
+
+    /// Like [`MasterKey::load_or_create`], but a missing key is an error
+    /// (several processes share the database: one of them must not invent
+    /// a key of its own).
+    pub fn load_existing(
+        from_env: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<MasterKey, SecretsError> {
+        MasterKey::load(from_env, data_dir, false)
+    }
+
+    fn load(from_env: Option<&str>, data_dir: &Path, create: bool) -> Result<MasterKey, SecretsError> {
         if let Some(text) = from_env {
             let base = MasterKey::from_base64(text)?;
             return match std::env::var("CHARTWIRE_NEW_MASTER_KEY") {
@@ -136,6 +155,7 @@ impl MasterKey {
         let path = data_dir.join(KEY_FILE);
         let base = match read_key_file(&path)? {
             Some(bytes) => MasterKey::from_bytes(&bytes)?,
+            None if !create => return Err(SecretsError::Missing),
             None => {
                 std::fs::create_dir_all(data_dir)
                     .map_err(|e| SecretsError::KeyFile(e.to_string()))?;

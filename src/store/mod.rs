@@ -6,19 +6,23 @@
 //! must be checked inside the transaction (versions, that referenced records
 //! exist), and reports what happened.
 //!
-//! Backends: [`sqlite`] (embedded, the default). Every backend-specific trick
-//! (SQLite's single writer with group commit, its read pool) stays inside its
-//! module, behind these traits.
+//! Backends: [`sqlite`] (embedded, the default, one process) and
+//! [`postgres`] (any number of processes on one database). Every
+//! backend-specific trick (SQLite's single writer with group commit;
+//! PostgreSQL's append lock, `LISTEN/NOTIFY` and endpoint leases) stays
+//! inside its module, behind these traits.
 
 mod error;
+pub mod postgres;
 pub mod sqlite;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use error::StoreError;
 pub use webhooks::{DeliveryStore, EndpointStore};
@@ -267,10 +271,58 @@ pub trait AuditStore: Send + Sync {
     async fn prune_audit(&self, before: &str) -> Result<u64, StoreError>;
 }
 
+/// A change another process made that this one must react to. On a
+/// backend used by one process only, nothing is ever sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// An endpoint was created, changed or deleted.
+    EndpointChanged(String),
+    /// These deliveries are pending again (retry, recover).
+    Requeued(Vec<i64>),
+    /// Signals may have been missed (the database connection was lost):
+    /// reload what they would have said.
+    Resync,
+}
+
+/// What several processes sharing one database need to split the sending
+/// of webhooks: a heartbeat per process and a lease per endpoint.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Whether other processes may use this database at the same time.
+    fn shared(&self) -> bool;
+    /// Changes made by any process (including this one) that the store
+    /// learns of after they commit.
+    fn signals(&self) -> broadcast::Receiver<Signal>;
+    /// Register or renew `process`; returns the processes seen within `ttl`.
+    async fn heartbeat(&self, process: &str, ttl: Duration) -> Result<Vec<String>, StoreError>;
+    /// Hold exactly the leases of `wanted` endpoints that are free, expired
+    /// or already held by `process` (for `ttl`), release the others it
+    /// holds; returns the endpoints held.
+    async fn hold_endpoints(
+        &self,
+        process: &str,
+        wanted: Vec<String>,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Give up every lease of `process`.
+    async fn release_endpoints(&self, process: &str) -> Result<(), StoreError>;
+    /// Ids of the endpoints that may be sent to (live and enabled).
+    async fn enabled_endpoints(&self) -> Result<Vec<String>, StoreError>;
+    /// One endpoint's pending deliveries with ids in `(after_id, up_to_id]`.
+    async fn pending_for_endpoint(
+        &self,
+        endpoint_id: &str,
+        after_id: i64,
+        up_to_id: i64,
+        limit: usize,
+    ) -> Result<Vec<webhooks::PendingDelivery>, StoreError>;
+}
+
 /// Everything the domain needs from a backend.
 pub trait Store:
     RecordStore
     + EventStore
+    + ClusterStore
     + KeyStore
     + EndpointStore
     + DeliveryStore
@@ -283,6 +335,7 @@ pub trait Store:
 impl<T> Store for T where
     T: RecordStore
         + EventStore
+        + ClusterStore
         + KeyStore
         + EndpointStore
         + DeliveryStore
@@ -301,19 +354,42 @@ pub enum OpenMode {
     Tool,
 }
 
-/// Open the database named by `url` (`sqlite://PATH`) and apply migrations.
+/// Which backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite://") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Open the database named by `url` (`sqlite://PATH` or `postgres://…`)
+/// and apply migrations.
 pub async fn open(url: &str, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(path.as_ref(), mode).await?;
-        return Ok(Arc::new(store));
+    match Backend::of(url) {
+        Some(Backend::Sqlite) => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let store = sqlite::SqliteStore::open(path.as_ref(), mode).await?;
+            Ok(Arc::new(store))
+        }
+        Some(Backend::Postgres) => {
+            let store = postgres::PostgresStore::open(url, mode).await?;
+            Ok(Arc::new(store))
+        }
+        None => Err(StoreError::Config(
+            "database URL must start with sqlite:// (e.g. sqlite://./chartwire-data/chartwire.db) \
+             or postgres://"
+                .into(),
+        )),
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Config(
-            "PostgreSQL is not supported by this build yet; use sqlite://PATH".into(),
-        ));
-    }
-    Err(StoreError::Config(
-        "database URL must start with sqlite:// (e.g. sqlite://./chartwire-data/chartwire.db)"
-            .into(),
-    ))
 }

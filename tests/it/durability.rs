@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chartwire");
 
-struct Served {
-    child: Child,
-    base: String,
+pub struct Served {
+    pub child: Child,
+    pub base: String,
 }
 
 impl Drop for Served {
@@ -30,26 +30,26 @@ impl Drop for Served {
 }
 
 /// Start `chartwire serve` on a free port with its logs in `log`.
-fn serve(dir: &Path, log: &Path) -> Served {
-    serve_with(dir, log, &[])
+pub fn serve(db: &TestDb, log: &Path) -> Served {
+    serve_with(db, log, &[])
 }
 
-fn serve_with(dir: &Path, log: &Path, extra: &[&str]) -> Served {
-    serve_logged(dir, log, extra, "info")
+pub fn serve_with(db: &TestDb, log: &Path, extra: &[&str]) -> Served {
+    serve_logged(db, log, extra, "info")
 }
 
-fn serve_logged(dir: &Path, log: &Path, extra: &[&str], level: &str) -> Served {
+pub fn serve_logged(db: &TestDb, log: &Path, extra: &[&str], level: &str) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    db.command(&mut command);
+    let child = command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("CHARTWIRE_DATABASE_URL")
+        .args(db.args())
         .env("CHARTWIRE_LOG", level)
         .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
         .stderr(std::fs::File::create(log).unwrap())
@@ -68,20 +68,20 @@ fn serve_logged(dir: &Path, log: &Path, extra: &[&str], level: &str) -> Served {
     Served { child, base }
 }
 
-fn keys_cli(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+fn keys_cli(db: &TestDb, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    db.command(&mut command);
+    command
         .arg("keys")
         .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("CHARTWIRE_DATABASE_URL")
+        .args(db.args())
         .env("CHARTWIRE_LOG", "warn")
         .output()
         .expect("chartwire keys runs")
 }
 
-fn new_key(dir: &Path, role: &str) -> String {
-    let out = keys_cli(dir, &["create", "--role", role, "--name", "test"]);
+pub fn new_key(db: &TestDb, role: &str) -> String {
+    let out = keys_cli(db, &["create", "--role", role, "--name", "test"]);
     assert!(
         out.status.success(),
         "{}",
@@ -165,14 +165,14 @@ async fn write_then_kill(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_after_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let key = new_key(dir.path(), "staff");
-    let mut server = serve(dir.path(), &log);
+    let db = TestDb::new().await;
+    let log = db.path().join("server.log");
+    let key = new_key(&db, "staff");
+    let mut server = serve(&db, &log);
     let client = crate::helpers::client();
     let acked = write_then_kill(&mut server, &client, &key, 8, "K").await;
 
-    let server = serve(dir.path(), &log);
+    let server = serve(&db, &log);
     for id in &acked {
         let reply = client
             .get(format!("{}/api/v1/patients/{id}", server.base))
@@ -221,6 +221,13 @@ async fn the_live_database_runs_wal_with_full_synchronous_commits() {
     let app = TestApp::spawn().await;
     let ready = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
+    if app.db.backend == Backend::Postgres {
+        // Every commit waits for its WAL record to be flushed to disk.
+        assert_eq!(ready.body["store"]["backend"], "postgres");
+        assert_eq!(ready.body["store"]["journal_mode"], "wal");
+        assert_eq!(ready.body["store"]["synchronous"], "on");
+        return;
+    }
     assert_eq!(ready.body["store"]["backend"], "sqlite");
     assert_eq!(ready.body["store"]["journal_mode"], "wal");
     assert_eq!(ready.body["store"]["synchronous"], "full");
@@ -279,11 +286,13 @@ async fn concurrent_creates_share_commits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = serve(dir.path(), &dir.path().join("first.log"));
+    // SQLite only: on PostgreSQL several servers sharing a database is the point.
+    let db = TestDb::on(Backend::Sqlite).await;
+    let dir = db.path();
+    let _first = serve(&db, &dir.join("first.log"));
     let second = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .env_remove("CHARTWIRE_DATABASE_URL")
         .output()
         .unwrap();
@@ -297,10 +306,10 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = new_key(dir.path(), "superadmin");
-    let mut server = serve(dir.path(), &dir.path().join("server.log"));
-    let second = new_key(dir.path(), "integration");
+    let db = TestDb::new().await;
+    let first = new_key(&db, "superadmin");
+    let mut server = serve(&db, &db.path().join("server.log"));
+    let second = new_key(&db, "integration");
     let client = crate::helpers::client();
     for key in [&first, &second] {
         let reply = client
@@ -311,7 +320,7 @@ async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
             .unwrap();
         assert_eq!(reply.status(), 200);
     }
-    let listed = String::from_utf8(keys_cli(dir.path(), &["list"]).stdout).unwrap();
+    let listed = String::from_utf8(keys_cli(&db, &["list"]).stdout).unwrap();
     assert_eq!(
         listed.lines().filter(|l| l.starts_with("key_")).count(),
         2,
@@ -326,7 +335,7 @@ async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
         .next()
         .unwrap()
         .to_owned();
-    assert!(keys_cli(dir.path(), &["revoke", &id]).status.success());
+    assert!(keys_cli(&db, &["revoke", &id]).status.success());
     // A revocation made outside the server takes effect within the
     // authentication cache's lifetime.
     let revoked_at = Instant::now();
@@ -347,7 +356,7 @@ async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let bad_role = keys_cli(dir.path(), &["create", "--role", "root", "--name", "x"]);
+    let bad_role = keys_cli(&db, &["create", "--role", "root", "--name", "x"]);
     assert!(!bad_role.status.success());
 
     let pid = server.child.id().to_string();
@@ -374,11 +383,11 @@ async fn the_keys_command_works_beside_a_running_server_and_sigterm_stops_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_values_never_reach_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let key = new_key(dir.path(), "superadmin");
+    let db = TestDb::new().await;
+    let log = db.path().join("server.log");
+    let key = new_key(&db, "superadmin");
     let server = serve_with(
-        dir.path(),
+        &db,
         &log,
         &["--endpoint-allow", "127.0.0.0/8", "--retry-schedule", "1s"],
     );
@@ -489,12 +498,12 @@ async fn record_values_never_reach_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_and_the_keys_command_can_open_a_new_database_together() {
     for _ in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(TestDb::new().await);
         let keys = {
-            let dir = dir.path().to_owned();
-            std::thread::spawn(move || new_key(&dir, "staff"))
+            let db = db.clone();
+            std::thread::spawn(move || new_key(&db, "staff"))
         };
-        let server = serve(dir.path(), &dir.path().join("server.log"));
+        let server = serve(&db, &db.path().join("server.log"));
         let key = keys.join().expect("keys create succeeded");
         let reply = crate::helpers::client()
             .get(format!("{}/api/v1/patients", server.base))
@@ -556,17 +565,17 @@ async fn serve_without_arguments_creates_its_data_dir_and_says_how_to_get_a_key(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
+    let db = TestDb::new().await;
+    let log = db.path().join("server.log");
     let flags = [
         "--endpoint-allow",
         "127.0.0.0/8",
         "--retry-schedule",
         "1s,1s,1s,1s,1s,1s",
     ];
-    let key = new_key(dir.path(), "superadmin");
+    let key = new_key(&db, "superadmin");
     let listener = crate::listener::Listener::start().await;
-    let mut server = serve_with(dir.path(), &log, &flags);
+    let mut server = serve_with(&db, &log, &flags);
     let client = crate::helpers::client();
     let created = client
         .post(format!("{}/api/v1/webhooks/endpoints", server.base))
@@ -577,7 +586,7 @@ async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let acked = write_then_kill(&mut server, &client, &key, 6, "D").await;
-    let _server = serve_with(dir.path(), &log, &flags);
+    let _server = serve_with(&db, &log, &flags);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let delivered: BTreeSet<i64> = listener
@@ -603,13 +612,13 @@ async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
 /// output, in `/metrics`, or in any problem+json body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("server.log");
-    let key = new_key(dir.path(), "superadmin");
+    let db = TestDb::new().await;
+    let log = db.path().join("server.log");
+    let key = new_key(&db, "superadmin");
     let listener = crate::listener::Listener::start().await;
     listener.set("Urlmarker-fail", crate::listener::Behaviour::answer(500));
     let server = serve_logged(
-        dir.path(),
+        &db,
         &log,
         &[
             "--endpoint-allow",

@@ -232,13 +232,13 @@ async fn webhooks_leave_from_the_configured_egress_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_given_the_wrong_master_key_refuses_to_start() {
     use base64::Engine;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("chartwire.db").display());
+    let db = crate::helpers::TestDb::new().await;
+    let (url, dir) = (db.url.clone(), db.path());
     let config = |key: u8| {
         let mut config = chartwire::app::ServeConfig::new(
             url.clone(),
             "127.0.0.1:0".parse().unwrap(),
-            dir.path().to_owned(),
+            dir.to_owned(),
         );
         config.master_key = Some(base64::engine::general_purpose::STANDARD.encode([key; 32]));
         config
@@ -262,13 +262,17 @@ async fn a_server_given_the_wrong_master_key_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_alone_no_longer_opens_them() {
     const BIN: &str = env!("CARGO_BIN_EXE_chartwire");
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("chartwire.db").display());
+    let db = crate::helpers::TestDb::new().await;
+    let (url, dir) = (db.url.clone(), db.path());
+    if let Some(key) = &db.master_key {
+        // PostgreSQL never generates a key: the operator's key file is there.
+        chartwire::secrets::write_private(&dir.join("master.key"), key).unwrap();
+    }
     let config = || {
         chartwire::app::ServeConfig::new(
             url.clone(),
             "127.0.0.1:0".parse().unwrap(),
-            dir.path().to_owned(),
+            dir.to_owned(),
         )
     };
     // A server with an endpoint that has every kind of secret.
@@ -308,15 +312,15 @@ async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_alone_no_l
     };
     let before = secret_of(base.clone()).await;
     server.shutdown().await.unwrap();
-    let old_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    let old_key = std::fs::read_to_string(dir.join("master.key")).unwrap();
     // A rotation that was interrupted after writing its new key resumes with that key.
     use base64::Engine;
     let planned = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-    std::fs::write(dir.path().join("master.key.next"), &planned).unwrap();
+    std::fs::write(dir.join("master.key.next"), &planned).unwrap();
 
     let out = std::process::Command::new(BIN)
-        .args(["secrets", "rotate-master-key", "--data-dir"])
-        .arg(dir.path())
+        .args(["secrets", "rotate-master-key"])
+        .args(db.args())
         .env_remove("CHARTWIRE_MASTER_KEY")
         .env_remove("CHARTWIRE_DATABASE_URL")
         .output()
@@ -326,14 +330,14 @@ async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_alone_no_l
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let new_key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    let new_key = std::fs::read_to_string(dir.join("master.key")).unwrap();
     assert_ne!(new_key, old_key);
     assert_eq!(new_key, planned, "the interrupted rotation's key was kept");
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("master.key.previous")).unwrap(),
+        std::fs::read_to_string(dir.join("master.key.previous")).unwrap(),
         old_key
     );
-    assert!(!dir.path().join("master.key.next").exists());
+    assert!(!dir.join("master.key.next").exists());
 
     // The server starts with the new key and reads the same secrets.
     let server = chartwire::app::start(config()).await.unwrap();

@@ -8,7 +8,6 @@ use chartwire::auth::{KeyService, Role};
 use chartwire::webhooks::schedule::RetrySchedule;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 /// An HTTP client for talking to test servers.
 pub fn client() -> reqwest::Client {
@@ -16,27 +15,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Which database the suite runs against (`CHARTWIRE_TEST_BACKEND`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-}
-
-impl Backend {
-    pub fn from_env() -> Backend {
-        match std::env::var("CHARTWIRE_TEST_BACKEND").as_deref() {
-            Ok("sqlite") | Err(_) => Backend::Sqlite,
-            Ok(other) => panic!("unknown CHARTWIRE_TEST_BACKEND {other}"),
-        }
-    }
-
-    /// A fresh, empty database for one test.
-    pub fn database_url(self, dir: &TempDir) -> String {
-        match self {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("chartwire.db").display()),
-        }
-    }
-}
+pub use crate::db::{Backend, TestDb};
 
 pub struct Reply {
     pub status: u16,
@@ -61,8 +40,8 @@ pub struct TestApp {
     pub staff: String,
     pub integration: String,
     pub database_url: String,
+    pub db: TestDb,
     server: Option<RunningServer>,
-    _dir: TempDir,
 }
 
 impl TestApp {
@@ -77,13 +56,15 @@ impl TestApp {
     /// A server whose webhooks may reach 127.0.0.0/8, retrying on a
     /// schedule of seconds; `adjust` changes anything else.
     pub async fn spawn_configured(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = Backend::from_env().database_url(&dir);
+        let db = TestDb::new().await;
+        let database_url = db.url.clone();
         let mut config = ServeConfig::new(
             database_url.clone(),
             "127.0.0.1:0".parse().unwrap(),
-            dir.path().to_owned(),
+            db.path_buf(),
         );
+        config.master_key = db.master_key.clone();
+        config.webhooks.lease_ttl = Duration::from_secs(3);
         config.webhooks.endpoint_allow = vec!["127.0.0.0/8".parse().unwrap()];
         config.webhooks.retry_schedule = RetrySchedule::parse("1s,1s,1s,1s,1s,1s").unwrap();
         adjust(&mut config);
@@ -108,8 +89,8 @@ impl TestApp {
             staff,
             integration,
             database_url,
+            db,
             server: Some(server),
-            _dir: dir,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The integration suite: one binary, real servers on port 0, real databases.
-//! `CHARTWIRE_TEST_BACKEND` picks the backend (sqlite by default).
+//! `CHARTWIRE_TEST_BACKEND` picks the backend (sqlite by default, or postgres
+//! with `CHARTWIRE_TEST_DATABASE_URL`); `scripts/test.sh` runs it on both.
 
+mod db;
 mod helpers;
 mod limits;
 mod listener;

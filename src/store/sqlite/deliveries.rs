@@ -58,6 +58,28 @@ pub fn pending(
     Ok(rows)
 }
 
+pub fn pending_for_endpoint(
+    conn: &Connection,
+    endpoint_id: &str,
+    after_id: i64,
+    up_to_id: i64,
+    limit: usize,
+) -> Result<Vec<PendingDelivery>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PENDING_COLUMNS} FROM deliveries d
+         LEFT JOIN events e ON e.sequence = d.event_sequence
+         WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.id > ?2 AND d.id <= ?3
+         ORDER BY d.id LIMIT ?4"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![endpoint_id, after_id, up_to_id, limit as i64],
+            pending_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 pub fn pending_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<PendingDelivery>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PENDING_COLUMNS} FROM deliveries d

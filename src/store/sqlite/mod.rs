@@ -28,9 +28,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-use crate::store::{AuditEntry, AuditQuery, AuditStore, SealedRow, SecretMetaStore};
+use crate::store::{
+    AuditEntry, AuditQuery, AuditStore, ClusterStore, SealedRow, SecretMetaStore, Signal,
+};
 
 use crate::store::webhooks::{
     AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
@@ -54,6 +56,8 @@ pub struct SqliteStore {
     /// `journal_mode` and `synchronous` as read back from the writing
     /// connection after it was configured (nothing changes them later).
     settings: (String, String),
+    /// Nothing is ever sent: one process uses the database.
+    signals: broadcast::Sender<Signal>,
     _lock: Option<File>,
 }
 
@@ -101,6 +105,7 @@ impl SqliteStore {
             head,
             next_record_id: AtomicI64::new(next_record_id),
             settings,
+            signals: broadcast::channel(1).0,
             _lock: lock,
         })
     }
@@ -509,5 +514,64 @@ fn synchronous_name(level: i64) -> &'static str {
         2 => "full",
         3 => "extra",
         _ => "unknown",
+    }
+}
+
+/// One server per database file: it sends to every endpoint itself.
+#[async_trait]
+impl ClusterStore for SqliteStore {
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.signals.subscribe()
+    }
+
+    async fn heartbeat(&self, process: &str, _ttl: Duration) -> Result<Vec<String>, StoreError> {
+        Ok(vec![process.to_owned()])
+    }
+
+    async fn hold_endpoints(
+        &self,
+        _process: &str,
+        wanted: Vec<String>,
+        _ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(wanted)
+    }
+
+    async fn release_endpoints(&self, _process: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn enabled_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        self.readers
+            .read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM webhook_endpoints
+                     WHERE deleted_at IS NULL AND status = 'enabled' ORDER BY id",
+                )?;
+                let ids = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(ids)
+            })
+            .await
+    }
+
+    async fn pending_for_endpoint(
+        &self,
+        endpoint_id: &str,
+        after_id: i64,
+        up_to_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let endpoint_id = endpoint_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                deliveries::pending_for_endpoint(conn, &endpoint_id, after_id, up_to_id, limit)
+            })
+            .await
     }
 }

@@ -9,19 +9,24 @@
 //! process died is sent again (same `webhook-id`).
 //!
 //! On SQLite one process sends everything, so claims live in memory: no
-//! second fsync stands between the commit and the send.
+//! second fsync stands between the commit and the send. On PostgreSQL
+//! several processes share the work by endpoint ([`leases`]): the intake
+//! hands a process's workers only the deliveries of endpoints whose lease it
+//! holds, loads an endpoint's pending deliveries when it takes the lease
+//! over, and learns of other processes' changes from the store's signals.
 
+mod leases;
 mod metrics;
 mod recorder;
 mod sender;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use super::address::AddressPolicy;
 use super::endpoint::EndpointService;
@@ -29,6 +34,8 @@ use super::schedule::RetrySchedule;
 use crate::events;
 use crate::store::webhooks::PendingDelivery;
 use crate::store::{Store, StoredEvent};
+use crate::store::Signal;
+pub use leases::{LeaseSettings, preferred};
 pub use metrics::DeliveryMetrics;
 use worker::{Job, WorkerHandle};
 
@@ -38,6 +45,10 @@ enum Command {
     EndpointChanged(String),
     Enqueue(Vec<i64>),
     Wake,
+    /// This process now holds these endpoints' leases.
+    Acquired(Vec<String>),
+    /// This process no longer holds these endpoints' leases.
+    Lost(Vec<String>),
 }
 
 /// How the rest of chartwire talks to the dispatcher. Cheap to clone; when
@@ -79,6 +90,8 @@ pub struct DispatchConfig {
     pub egress_bind: Option<std::net::IpAddr>,
     /// Trusted roots for endpoint certificates.
     pub roots: Arc<rustls::RootCertStore>,
+    /// Endpoint leases, when several processes share the database.
+    pub leases: LeaseSettings,
 }
 
 /// What every worker shares.
@@ -112,7 +125,32 @@ pub fn start(
         identity_clients: std::sync::Mutex::new(HashMap::new()),
         metrics,
     });
-    tokio::spawn(intake(shared, inbox, shutdown));
+    let (keeper_tx, keeper_rx) = mpsc::unbounded_channel();
+    let poke = Arc::new(Notify::new());
+    let owned = if shared.store.shared() {
+        let keeper = leases::Keeper {
+            store: shared.store.clone(),
+            process: crate::ids::sortable("proc"),
+            settings: shared.config.leases,
+            intake: keeper_tx.clone(),
+            poke: poke.clone(),
+        };
+        tokio::spawn(keeper.run(shutdown.clone()));
+        Some(HashSet::new())
+    } else {
+        None
+    };
+    let signals = shared.store.signals();
+    let state = Intake {
+        shared,
+        workers: HashMap::new(),
+        last_id: 0,
+        shutdown: shutdown.clone(),
+        owned,
+        poke,
+        later: keeper_tx,
+    };
+    tokio::spawn(intake(state, inbox, keeper_rx, signals, shutdown));
     Ok(())
 }
 
@@ -121,17 +159,22 @@ struct Intake {
     workers: HashMap<String, WorkerHandle>,
     last_id: i64,
     shutdown: watch::Receiver<bool>,
+    /// The endpoints this process sends to; `None`: all of them.
+    owned: Option<HashSet<String>>,
+    /// Asks the lease keeper for an early round (an endpoint changed).
+    poke: Arc<Notify>,
+    /// Commands the intake sends itself after a delay.
+    later: mpsc::UnboundedSender<Command>,
 }
 
-async fn intake(shared: Arc<Shared>, Inbox(mut inbox): Inbox, shutdown: watch::Receiver<bool>) {
-    let mut head = shared.store.head();
-    let mut state = Intake {
-        shared,
-        workers: HashMap::new(),
-        last_id: 0,
-        shutdown: shutdown.clone(),
-    };
-    let mut stop = shutdown;
+async fn intake(
+    mut state: Intake,
+    Inbox(mut inbox): Inbox,
+    mut keeper: mpsc::UnboundedReceiver<Command>,
+    mut signals: broadcast::Receiver<Signal>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut head = state.shared.store.head();
     loop {
         head.borrow_and_update();
         if let Err(err) = state.take_new().await {
@@ -146,6 +189,12 @@ async fn intake(shared: Arc<Shared>, Inbox(mut inbox): Inbox, shutdown: watch::R
             command = inbox.recv() => match command {
                 Some(command) => state.handle(command).await,
                 None => return,
+            },
+            Some(command) = keeper.recv() => state.handle(command).await,
+            signal = signals.recv() => match signal {
+                Ok(signal) => state.signal(signal).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => state.signal(Signal::Resync).await,
+                Err(broadcast::error::RecvError::Closed) => {}
             },
             _ = stopped(&mut stop) => return,
         }
@@ -203,11 +252,99 @@ impl Intake {
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Wake => {}
-            Command::EndpointChanged(id) => self.refresh(&id).await,
-            Command::Enqueue(ids) => match self.shared.store.pending_by_ids(ids).await {
-                Ok(found) => self.route(found).await,
-                Err(err) => tracing::warn!(error = %err, "loading re-queued deliveries failed"),
-            },
+            Command::EndpointChanged(id) => self.endpoint_changed(&id).await,
+            Command::Enqueue(ids) => self.requeued(ids).await,
+            Command::Acquired(ids) => {
+                for id in ids {
+                    self.take_over(id).await;
+                }
+            }
+            Command::Lost(ids) => {
+                for id in ids {
+                    if let Some(owned) = &mut self.owned {
+                        owned.remove(&id);
+                    }
+                    if let Some(worker) = self.workers.remove(&id) {
+                        worker.stop();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A change committed by any process (PostgreSQL).
+    async fn signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::EndpointChanged(id) => self.endpoint_changed(&id).await,
+            Signal::Requeued(ids) => self.requeued(ids).await,
+            Signal::Resync => {
+                let ids: Vec<String> = self.workers.keys().cloned().collect();
+                for id in ids {
+                    self.refresh(&id).await;
+                }
+                self.poke.notify_one();
+            }
+        }
+    }
+
+    async fn endpoint_changed(&mut self, id: &str) {
+        if self.owns(id) {
+            self.refresh(id).await;
+        }
+        // A new or re-enabled endpoint needs a holder; a disabled one frees its lease.
+        self.poke.notify_one();
+    }
+
+    async fn requeued(&mut self, ids: Vec<i64>) {
+        match self.shared.store.pending_by_ids(ids).await {
+            Ok(found) => self.route(found).await,
+            Err(err) => tracing::warn!(error = %err, "loading re-queued deliveries failed"),
+        }
+    }
+
+    fn owns(&self, endpoint_id: &str) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|owned| owned.contains(endpoint_id))
+    }
+
+    /// This process now holds the endpoint's lease: start its worker and
+    /// hand it every pending delivery the intake has already passed over
+    /// (later ones arrive through the intake as usual).
+    async fn take_over(&mut self, id: String) {
+        if let Some(owned) = &mut self.owned {
+            owned.insert(id.clone());
+        }
+        self.refresh(&id).await;
+        let mut after = 0;
+        loop {
+            let page = match self
+                .shared
+                .store
+                .pending_for_endpoint(&id, after, self.last_id, INTAKE_BATCH)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(endpoint_id = %id, error = %err, "loading a taken-over endpoint's deliveries failed; retrying");
+                    // Start over shortly: a delivery the worker already holds is
+                    // not queued twice (a waiting retry may go a little early).
+                    let later = self.later.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let _ = later.send(Command::Acquired(vec![id]));
+                    });
+                    return;
+                }
+            };
+            let full = page.len() == INTAKE_BATCH;
+            if let Some(last) = page.last() {
+                after = last.id;
+            }
+            self.route(page).await;
+            if !full {
+                return;
+            }
         }
     }
 
@@ -240,6 +377,9 @@ impl Intake {
     async fn route(&mut self, batch: Vec<PendingDelivery>) {
         let mut bodies: HashMap<(i64, bool), Bytes> = HashMap::new();
         for delivery in batch {
+            if !self.owns(&delivery.endpoint_id) {
+                continue;
+            }
             if !self.workers.contains_key(&delivery.endpoint_id) {
                 self.refresh(&delivery.endpoint_id).await;
             }
