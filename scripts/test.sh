@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what the tests need,
-# checks formatting and lints, runs the unit and integration tests, then
-# fuzzes the live API against its own OpenAPI document with schemathesis.
+# The whole test suite, from a fresh machine: installs what the tests need
+# (Python reference verifiers, PostgreSQL), checks formatting and lints, runs
+# the unit and integration tests once per backend (SQLite, then a throw-away
+# PostgreSQL cluster), then fuzzes the live API against its own OpenAPI
+# document with schemathesis. A skipped or filtered-out test fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -32,8 +34,36 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 
+step "a throw-away PostgreSQL cluster"
+# shellcheck source=scripts/postgres.sh
+. "$root/scripts/postgres.sh"
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pg_start "$pg_port"
+cleanup() {
+    [ -n "${server:-}" ] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+    [ -n "${work:-}" ] && rm -rf "$work"
+    pg_stop
+}
+trap cleanup EXIT
+echo "PostgreSQL on 127.0.0.1:$pg_port"
+
+# Every test must run: a summary with ignored or filtered-out tests fails.
+run_suite() {
+    local backend=$1
+    shift
+    local log="$root/target/test-$backend.log"
+    CHARTWIRE_TEST_BACKEND=$backend cargo test "$@" 2>&1 | tee "$log"
+    if grep -E '^test result:' "$log" | grep -Ev ' 0 ignored; 0 measured; 0 filtered out' >/dev/null; then
+        echo "some tests did not run on $backend" >&2
+        exit 1
+    fi
+}
+
 step "unit and integration tests (backend: sqlite)"
-CHARTWIRE_TEST_BACKEND=sqlite cargo test --all-targets
+run_suite sqlite --all-targets
+
+step "integration tests (backend: postgres)"
+run_suite postgres --test it
 
 # A fixed seed keeps CI reproducible; set CHARTWIRE_SCHEMATHESIS_SEED to explore other cases.
 step "schemathesis against a live server"
@@ -42,7 +72,6 @@ work=$(mktemp -d -t chartwire-st.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 CHARTWIRE_LOG=warn "$bin" serve --data-dir "$work" --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 - "$port" <<'PY'
 import sys, time, urllib.request
 for _ in range(200):

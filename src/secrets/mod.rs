@@ -144,7 +144,11 @@ impl MasterKey {
         MasterKey::load(from_env, data_dir, false)
     }
 
-    fn load(from_env: Option<&str>, data_dir: &Path, create: bool) -> Result<MasterKey, SecretsError> {
+    fn load(
+        from_env: Option<&str>,
+        data_dir: &Path,
+        create: bool,
+    ) -> Result<MasterKey, SecretsError> {
         if let Some(text) = from_env {
             let base = MasterKey::from_base64(text)?;
             return match std::env::var("CHARTWIRE_NEW_MASTER_KEY") {

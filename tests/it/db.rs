@@ -175,7 +175,8 @@ pub async fn database_contents(db: &TestDb) -> Vec<Vec<u8>> {
                     contents.push(text.clone().into_bytes());
                     // bytea columns print as \x<hex>: search their bytes too.
                     for part in text.split("\\\\x").skip(1) {
-                        let hex: String = part.chars().take_while(char::is_ascii_hexdigit).collect();
+                        let hex: String =
+                            part.chars().take_while(char::is_ascii_hexdigit).collect();
                         let bytes: Vec<u8> = (0..hex.len() / 2)
                             .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
                             .collect();
@@ -186,4 +187,142 @@ pub async fn database_contents(db: &TestDb) -> Vec<Vec<u8>> {
             contents
         }
     }
+}
+
+/// A PostgreSQL server of a test's own (for tests that stop and start it),
+/// in a temporary directory; stopped and removed when dropped.
+pub struct PgServer {
+    pub port: u16,
+    bin: PathBuf,
+    root: TempDir,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = postgres_bin();
+        let root = tempfile::Builder::new()
+            .prefix("chartwire-pg-own")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let as_root = is_root();
+        if as_root {
+            run(std::process::Command::new("chown")
+                .arg("postgres:")
+                .arg(root.path()));
+        }
+        let data = root.path().join("data");
+        run(pg_command(&bin, "initdb", as_root)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]));
+        let server = PgServer { port, bin, root };
+        server.resume();
+        let created = pg_command(&server.bin, "createdb", as_root)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "chartwire",
+            ])
+            .status()
+            .unwrap();
+        assert!(created.success(), "createdb failed");
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/chartwire", self.port)
+    }
+
+    /// Stop the server at once (`immediate`: like a crash of the database).
+    pub fn stop(&self) {
+        run(pg_command(&self.bin, "pg_ctl", is_root())
+            .arg("-D")
+            .arg(self.root.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"]));
+    }
+
+    /// Start it again.
+    pub fn resume(&self) {
+        run(pg_command(&self.bin, "pg_ctl", is_root())
+            .arg("-D")
+            .arg(self.root.path().join("data"))
+            .arg("-l")
+            .arg(self.root.path().join("server.log"))
+            .args(["-w", "start", "-o"])
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200",
+                self.port,
+                self.root.path().display()
+            )));
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = pg_command(&self.bin, "pg_ctl", is_root())
+            .arg("-D")
+            .arg(self.root.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// PostgreSQL's programs: `CHARTWIRE_TEST_PGBIN`, or the newest installed.
+fn postgres_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("CHARTWIRE_TEST_PGBIN") {
+        return PathBuf::from(bin);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (./scripts/test.sh installs it)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().expect("PostgreSQL's initdb is installed")
+}
+
+/// initdb refuses to run as root: run PostgreSQL's programs as `postgres` then.
+fn pg_command(bin: &Path, program: &str, as_root: bool) -> std::process::Command {
+    let path = bin.join(program);
+    if as_root {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(path);
+        command
+    } else {
+        std::process::Command::new(path)
+    }
+}
+
+fn run(command: &mut std::process::Command) {
+    let out = command.output().expect("a PostgreSQL program runs");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -8,6 +8,7 @@ mod limits;
 mod listener;
 
 mod audit;
+mod cluster;
 mod durability;
 mod events;
 mod feed;

@@ -82,7 +82,12 @@ pub async fn release_all(c: &ClientWrapper, process: &str) -> Result<(), StoreEr
         &[&process],
     )
     .await?;
-    execute(c, "DELETE FROM dispatch_processes WHERE id = $1", &[&process]).await?;
+    execute(
+        c,
+        "DELETE FROM dispatch_processes WHERE id = $1",
+        &[&process],
+    )
+    .await?;
     Ok(())
 }
 

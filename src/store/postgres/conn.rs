@@ -99,7 +99,11 @@ pub fn lost_connection(err: &StoreError) -> bool {
     matches!(err, StoreError::Unavailable(_))
 }
 
-pub async fn query(c: &ClientWrapper, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+pub async fn query(
+    c: &ClientWrapper,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<Row>, StoreError> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.query(&stmt, params).await?)
 }
@@ -113,7 +117,11 @@ pub async fn query_opt(
     Ok(c.query_opt(&stmt, params).await?)
 }
 
-pub async fn query_one(c: &ClientWrapper, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+pub async fn query_one(
+    c: &ClientWrapper,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Row, StoreError> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.query_one(&stmt, params).await?)
 }

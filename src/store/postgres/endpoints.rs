@@ -213,7 +213,12 @@ pub async fn delete(
         &[&id, &at],
     )
     .await?;
-    execute(c, "DELETE FROM endpoint_leases WHERE endpoint_id = $1", &[&id]).await?;
+    execute(
+        c,
+        "DELETE FROM endpoint_leases WHERE endpoint_id = $1",
+        &[&id],
+    )
+    .await?;
     let mut sequences = Vec::with_capacity(events.len());
     for event in &events {
         sequences.push(append_event(c, event).await?);

@@ -24,7 +24,13 @@ pub async fn insert(c: &ClientWrapper, key: StoredKey) -> Result<(), StoreError>
     execute(
         c,
         "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-        &[&key.id, &key.name, &key.role, &key.key_hash, &key.created_at],
+        &[
+            &key.id,
+            &key.name,
+            &key.role,
+            &key.key_hash,
+            &key.created_at,
+        ],
     )
     .await?;
     Ok(())

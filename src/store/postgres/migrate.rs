@@ -6,7 +6,10 @@ use tokio_postgres::Client;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_schema.sql"),
+)];
 
 /// The advisory lock key that serializes migrations (any fixed number).
 const MIGRATION_LOCK: i64 = 0x6377_6d69_6772;
@@ -42,8 +45,9 @@ async fn apply_locked(c: &Client) -> Result<(), StoreError> {
         if done {
             continue;
         }
-        let script =
-            format!("BEGIN;\n{sql}\nINSERT INTO schema_migrations (version) VALUES ({version});\nCOMMIT;");
+        let script = format!(
+            "BEGIN;\n{sql}\nINSERT INTO schema_migrations (version) VALUES ({version});\nCOMMIT;"
+        );
         if let Err(err) = c.batch_execute(&script).await {
             let _ = c.batch_execute("ROLLBACK").await;
             return Err(StoreError::Config(format!(

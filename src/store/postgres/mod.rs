@@ -261,7 +261,12 @@ impl EndpointStore for PostgresStore {
         let endpoint_id = endpoint_id.to_owned();
         self.writer
             .write(Kind::Appends, move |c| {
-                Box::pin(endpoints::append_for_endpoint(c, endpoint_id, event, now_ms))
+                Box::pin(endpoints::append_for_endpoint(
+                    c,
+                    endpoint_id,
+                    event,
+                    now_ms,
+                ))
             })
             .await
     }
@@ -406,7 +411,9 @@ impl SecretMetaStore for PostgresStore {
 
     async fn reseal_row(&self, row: SealedRow) -> Result<bool, StoreError> {
         self.writer
-            .write(Kind::Plain, move |c| Box::pin(endpoints::reseal_row(c, row)))
+            .write(Kind::Plain, move |c| {
+                Box::pin(endpoints::reseal_row(c, row))
+            })
             .await
     }
 }
@@ -490,14 +497,23 @@ impl StoreHealth for PostgresStore {
         };
         tokio::time::timeout(Duration::from_secs(2), check)
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer".into())))
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the database did not answer".into(),
+                ))
+            })
     }
 
     async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
         let (synchronous, fsync) = self.settings.clone();
         Ok(Diagnostics {
             backend: "postgres",
-            journal_mode: if fsync == "on" { "wal" } else { "wal-without-fsync" }.to_owned(),
+            journal_mode: if fsync == "on" {
+                "wal"
+            } else {
+                "wal-without-fsync"
+            }
+            .to_owned(),
             synchronous,
             commits: self.writer.stats.commits.load(Ordering::Relaxed),
             writes: self.writer.stats.writes.load(Ordering::Relaxed),

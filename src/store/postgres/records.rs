@@ -41,7 +41,12 @@ pub async fn list(c: &ClientWrapper, q: &RecordQuery) -> Result<Vec<StoredRecord
          WHERE record_type = $1 AND id > $2 AND deleted_at IS NULL
            AND ($3::BIGINT IS NULL OR patient_id = $3)
          ORDER BY id LIMIT $4",
-        &[&q.record_type, &q.after_id, &q.patient_id, &(q.limit as i64)],
+        &[
+            &q.record_type,
+            &q.after_id,
+            &q.patient_id,
+            &(q.limit as i64),
+        ],
     )
     .await?;
     rows.iter()

@@ -71,6 +71,7 @@ pub(super) struct Keeper {
 
 impl Keeper {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(process = %self.process, "sharing webhook dispatch with other processes");
         let mut held: HashSet<String> = HashSet::new();
         let mut valid_until = Instant::now();
         // Register first and give processes started at the same moment a
@@ -136,9 +137,7 @@ impl Keeper {
         let enabled = self.store.enabled_endpoints().await?;
         let wanted: Vec<String> = enabled
             .into_iter()
-            .filter(|id| {
-                held.contains(id) || preferred(id, &live) == Some(self.process.as_str())
-            })
+            .filter(|id| held.contains(id) || preferred(id, &live) == Some(self.process.as_str()))
             .collect();
         let now_held = self
             .store
