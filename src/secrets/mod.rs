@@ -107,6 +107,11 @@ fn read_key_file(path: &Path) -> Result<Option<Vec<u8>>, SecretsError> {
 }
 
 impl MasterKey {
+    /// A new random key, as base64 (what `CHARTWIRE_MASTER_KEY` takes).
+    pub fn generate_base64() -> String {
+        STANDARD.encode(ids::random_bytes(32))
+    }
+
     pub fn from_base64(text: &str) -> Result<MasterKey, SecretsError> {
         MasterKey::from_bytes(&decode(text)?)
     }

@@ -1,19 +1,19 @@
-//! `chartwire bench …`: benchmarks that start their own server on a fresh
-//! database, drive it through the HTTP API and print figures.
+//! `chartwire bench …`: benchmarks that start their own deployment on a
+//! fresh database (SQLite, or PostgreSQL with one or more processes), drive
+//! it through the HTTP API and print figures.
 
+mod deploy;
 mod listener;
 mod webhooks;
 mod writes;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::app::{self, RunningServer, ServeConfig};
-use crate::auth::{KeyService, Role};
+pub(super) use deploy::{BenchServer, DeployArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -30,73 +30,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// A server on a throw-away database with a Superadmin key.
-pub(super) struct BenchServer {
-    pub server: RunningServer,
-    pub base: String,
-    pub key: String,
-    pub client: reqwest::Client,
-    pub dir: PathBuf,
-    remove_dir: bool,
-}
-
-impl BenchServer {
-    pub async fn start(
-        dir: Option<PathBuf>,
-        allow: Vec<ipnet::IpNet>,
-    ) -> anyhow::Result<BenchServer> {
-        let remove_dir = dir.is_none();
-        let dir = dir.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!(
-                "chartwire-bench-{}-{}",
-                std::process::id(),
-                crate::ids::sortable("run")
-            ))
-        });
-        std::fs::create_dir_all(&dir).context("creating the benchmark directory")?;
-        let mut config = ServeConfig::new(
-            format!("sqlite://{}", dir.join("bench.db").display()),
-            "127.0.0.1:0".parse()?,
-            dir.clone(),
-        );
-        config.webhooks.endpoint_allow = allow;
-        // The benchmark drives the API from one key as fast as it can.
-        config.api_rate_limit = None;
-        config.webhooks.retry_schedule =
-            crate::webhooks::schedule::RetrySchedule::parse("1s,2s,5s,10s,30s,60s")
-                .map_err(anyhow::Error::msg)?;
-        config.webhooks.timeout = Duration::from_secs(120);
-        let server = app::start(config).await?;
-        let (_, key) = KeyService::new(server.store.clone())
-            .create(
-                "bench",
-                Role::Superadmin,
-                &crate::events::Actor::command_line(),
-            )
-            .await?;
-        let base = format!("http://{}", server.addr);
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .build()?;
-        Ok(BenchServer {
-            server,
-            base,
-            key,
-            client,
-            dir,
-            remove_dir,
-        })
-    }
-
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.server.shutdown().await?;
-        if self.remove_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-        Ok(())
-    }
-}
-
 /// Create `count` patients from `concurrency` workers, optionally paced to
 /// `rate` creates per second in all; returns each request's latency.
 pub(super) async fn drive_creates(
@@ -109,7 +42,9 @@ pub(super) async fn drive_creates(
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..concurrency {
-        let (client, base, key) = (bench.client.clone(), bench.base.clone(), bench.key.clone());
+        // Writers are spread over the processes.
+        let base = bench.bases[worker % bench.bases.len()].clone();
+        let (client, key) = (bench.client.clone(), bench.key.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_worker);
             for i in 0..per_worker {

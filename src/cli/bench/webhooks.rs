@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::listener::BenchListener;
-use super::{BenchServer, drive_creates, peak_rss_mib, percentile};
+use super::{BenchServer, DeployArgs, drive_creates, peak_rss_mib, percentile};
 
 #[derive(Debug, Args)]
 pub struct WebhooksArgs {
@@ -28,20 +28,22 @@ pub struct WebhooksArgs {
     /// Writers in flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    #[command(flatten)]
+    deploy: DeployArgs,
 }
 
 fn per_second(n: u64, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
-async fn bench_server() -> anyhow::Result<BenchServer> {
-    BenchServer::start(None, vec!["127.0.0.0/8".parse()?]).await
+async fn bench_server(args: &WebhooksArgs) -> anyhow::Result<BenchServer> {
+    BenchServer::start(&args.deploy, vec!["127.0.0.0/8".parse()?]).await
 }
 
 async fn add_endpoint(bench: &BenchServer, url: &str) -> anyhow::Result<()> {
     let reply = bench
         .client
-        .post(format!("{}/api/v1/webhooks/endpoints", bench.base))
+        .post(format!("{}/api/v1/webhooks/endpoints", bench.base()))
         .bearer_auth(&bench.key)
         .json(&json!({"url": url, "events": ["patient.created"], "max_in_flight": 64}))
         .send()
@@ -59,7 +61,7 @@ async fn burst(
     endpoints: usize,
     count: usize,
 ) -> anyhow::Result<()> {
-    let bench = bench_server().await?;
+    let bench = bench_server(args).await?;
     let names: Vec<String> = (0..endpoints)
         .map(|i| format!("burst{endpoints}-{i}"))
         .collect();
@@ -102,7 +104,7 @@ async fn burst(
 }
 
 async fn latency(args: &WebhooksArgs, listener: &BenchListener) -> anyhow::Result<()> {
-    let bench = bench_server().await?;
+    let bench = bench_server(args).await?;
     add_endpoint(&bench, &listener.url("timed", "latency")).await?;
     listener.take_latencies();
     let count = (args.rate * args.seconds as f64) as usize;
@@ -131,7 +133,7 @@ async fn latency(args: &WebhooksArgs, listener: &BenchListener) -> anyhow::Resul
 }
 
 async fn backlog(args: &WebhooksArgs, listener: &BenchListener) -> anyhow::Result<()> {
-    let bench = bench_server().await?;
+    let bench = bench_server(args).await?;
     add_endpoint(&bench, &listener.url("count", "backlog")).await?;
     listener.hold();
     let started = Instant::now();
@@ -201,8 +203,13 @@ async fn ceiling(listener: &BenchListener) -> anyhow::Result<()> {
 
 pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     let listener = BenchListener::start().await?;
+    let backend = match (&args.deploy.database, args.deploy.processes) {
+        (None, _) => "SQLite".to_owned(),
+        (Some(_), 1) => "PostgreSQL, 1 process".to_owned(),
+        (Some(_), n) => format!("PostgreSQL, {n} processes"),
+    };
     println!(
-        "chartwire bench webhooks (SQLite, loopback listener, writers in flight: {})",
+        "chartwire bench webhooks ({backend}, loopback listener, writers in flight: {})",
         args.concurrency
     );
     ceiling(&listener).await?;
@@ -210,7 +217,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     burst(&args, &listener, 10, args.count / 2).await?;
     latency(&args, &listener).await?;
     backlog(&args, &listener).await?;
-    if let Some(rss) = peak_rss_mib() {
+    if let (Some(rss), 1) = (peak_rss_mib(), args.deploy.processes) {
         println!("  peak RSS          {rss:.0} MiB (whole process: server, writers and listener)");
     }
     Ok(())

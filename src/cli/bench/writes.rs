@@ -1,4 +1,4 @@
-//! `chartwire bench writes`: start a server on a fresh SQLite database, drive
+//! `chartwire bench writes`: start a server on a fresh database, drive
 //! record creates through the HTTP API at a fixed concurrency, and print
 //! throughput, latency percentiles, the mean batch size of the group commit,
 //! and this disk's single-fsync rate measured in the same run.
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Args;
 
-use super::{BenchServer, drive_creates, percentile};
+use super::{BenchServer, DeployArgs, drive_creates, percentile};
 
 #[derive(Debug, Args)]
 pub struct WritesArgs {
@@ -19,9 +19,8 @@ pub struct WritesArgs {
     /// How many requests in flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Where to put the throw-away database (a fresh temporary directory by default).
-    #[arg(long)]
-    dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    deploy: DeployArgs,
 }
 
 /// fsyncs per second of a small file in `dir`, over `rounds` rounds.
@@ -43,13 +42,16 @@ pub async fn run(args: WritesArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.count < args.concurrency {
         bail!("--count must be at least --concurrency, which must be positive");
     }
-    let bench = BenchServer::start(args.dir.clone(), Vec::new()).await?;
+    if args.deploy.processes != 1 {
+        bail!("bench writes runs one process; use bench webhooks --processes N");
+    }
+    let bench = BenchServer::start(&args.deploy, Vec::new()).await?;
     let fsync_before = fsync_rate(&bench.dir, 200)?;
-    let before = bench.server.store.diagnostics().await?;
+    let before = bench.store.diagnostics().await?;
     let started = Instant::now();
     let mut latencies = drive_creates(&bench, args.count, args.concurrency, None).await?;
     let elapsed = started.elapsed();
-    let after = bench.server.store.diagnostics().await?;
+    let after = bench.store.diagnostics().await?;
     let fsync_after = fsync_rate(&bench.dir, 200)?;
     bench.stop().await?;
 
@@ -62,10 +64,14 @@ pub async fn run(args: WritesArgs) -> anyhow::Result<()> {
         "chartwire bench writes: {writes} creates, concurrency {}",
         args.concurrency
     );
-    println!(
-        "  durability        SQLite WAL, synchronous={}",
-        after.synchronous
-    );
+    let durability = match after.backend {
+        "sqlite" => format!("SQLite WAL, synchronous={}", after.synchronous),
+        _ => format!(
+            "PostgreSQL, synchronous_commit={}, {}",
+            after.synchronous, after.journal_mode
+        ),
+    };
+    println!("  durability        {durability}");
     println!(
         "  throughput        {:.0} writes/s ({:.2} s)",
         writes as f64 / elapsed.as_secs_f64(),
