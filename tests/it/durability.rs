@@ -732,3 +732,71 @@ async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
         }
     }
 }
+
+/// A write the database itself rejects (here: an event id already taken)
+/// fails alone; the writes committed with it in the same batch succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_database_rejects_fails_alone_in_its_batch() {
+    use chartwire::store::{NewEvent, RecordChange, RecordWrite};
+    let app = TestApp::spawn().await;
+    let store = app.server().store.clone();
+    let write = |id: i64, event_id: String| RecordWrite {
+        record_type: "task".into(),
+        change: RecordChange::Create {
+            id,
+            patient_id: None,
+            body: json!({"object": "task", "id": id, "title": "Batch"}),
+            at: "2026-12-03T10:00:00.000000Z".into(),
+        },
+        references: Vec::new(),
+        events: vec![NewEvent {
+            id: event_id,
+            event_type: "task.created".into(),
+            category: "record".into(),
+            payload_version: 1,
+            occurred_at: "2026-12-03T10:00:00.000000Z".into(),
+            actor_type: "system".into(),
+            actor_id: None,
+            record_type: Some("task".into()),
+            record_id: Some(id),
+            data: json!({"object": "task", "id": id}),
+        }],
+    };
+    let taken = "evt_01M8Z0000000000000000TAKEN".to_owned();
+    let first = store.allocate_record_id().await.unwrap();
+    store
+        .write_record(write(first, taken.clone()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let id = store.allocate_record_id().await.unwrap();
+        let event_id = if i == 7 {
+            taken.clone()
+        } else {
+            format!("evt_01M8Z00000000000000BATCH{i:02}")
+        };
+        let w = write(id, event_id);
+        tasks.push(tokio::spawn(
+            async move { (i, id, store.write_record(w).await) },
+        ));
+    }
+    for task in tasks {
+        let (i, id, result) = task.await.unwrap();
+        let stored = store.get_record("task", id).await.unwrap();
+        if i == 7 {
+            assert!(result.is_err(), "the duplicate event id was accepted");
+            assert!(
+                stored.is_none(),
+                "the rejected write left its record behind"
+            );
+        } else {
+            assert!(
+                result.is_ok(),
+                "write {i} failed with its batch: {result:?}"
+            );
+            assert!(stored.is_some());
+        }
+    }
+}

@@ -51,7 +51,10 @@ pub struct BenchServer {
 }
 
 impl BenchServer {
-    pub async fn start(deploy: &DeployArgs, allow: Vec<ipnet::IpNet>) -> anyhow::Result<BenchServer> {
+    pub async fn start(
+        deploy: &DeployArgs,
+        allow: Vec<ipnet::IpNet>,
+    ) -> anyhow::Result<BenchServer> {
         let remove_dir = deploy.dir.is_none();
         let dir = deploy.dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!(
@@ -70,10 +73,14 @@ impl BenchServer {
             None => (format!("sqlite://{}", dir.join("bench.db").display()), None),
         };
         if deploy.processes == 0 || (deploy.processes > 1 && created.is_none()) {
-            bail!("--processes above 1 needs --database postgres://… (one process per SQLite file)");
+            bail!(
+                "--processes above 1 needs --database postgres://… (one process per SQLite file)"
+            );
         }
         let master_key = crate::secrets::MasterKey::generate_base64();
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
         let (servers, bases, store) = if deploy.processes == 1 {
             let mut config = ServeConfig::new(url.clone(), "127.0.0.1:0".parse()?, dir.clone());
             config.master_key = Some(master_key);
@@ -100,7 +107,11 @@ impl BenchServer {
             (Servers::Children(children), bases, store)
         };
         let (_, key) = KeyService::new(store.clone())
-            .create("bench", Role::Superadmin, &crate::events::Actor::command_line())
+            .create(
+                "bench",
+                Role::Superadmin,
+                &crate::events::Actor::command_line(),
+            )
             .await?;
         Ok(BenchServer {
             servers,
@@ -147,10 +158,18 @@ fn spawn_serve(
     dir: &std::path::Path,
     i: usize,
 ) -> anyhow::Result<(Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut command = Command::new(std::env::current_exe()?);
     command
-        .args(["serve", "--database", url, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--database",
+            url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--api-rate-limit", "0", "--webhook-timeout", "120s"])
         .args(["--retry-schedule", "1s,2s,5s,10s,30s,60s"])
         .arg("--data-dir")
@@ -184,7 +203,10 @@ async fn admin_client(admin: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 /// A fresh database on the server of `admin`; returns its URL and name.
 async fn create_database(admin: &str) -> anyhow::Result<(String, String)> {
-    let name = format!("chartwire_bench_{}", crate::ids::sortable("db").to_lowercase());
+    let name = format!(
+        "chartwire_bench_{}",
+        crate::ids::sortable("db").to_lowercase()
+    );
     let name = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
     admin_client(admin)
         .await?

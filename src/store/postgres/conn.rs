@@ -94,11 +94,6 @@ fn io_failure(err: &tokio_postgres::Error) -> bool {
     text.contains("connect") || text.contains("timed out") || text.contains("unexpected EOF")
 }
 
-/// Whether an error means the connection itself is gone.
-pub fn lost_connection(err: &StoreError) -> bool {
-    matches!(err, StoreError::Unavailable(_))
-}
-
 pub async fn query(
     c: &ClientWrapper,
     sql: &str,

@@ -143,7 +143,9 @@ impl RecordStore for PostgresStore {
 
     async fn write_record(&self, write: RecordWrite) -> Result<Vec<i64>, StoreError> {
         self.writer
-            .write(Kind::Appends, move |c| Box::pin(records::apply(c, write)))
+            .write(Kind::Statement, move |c| {
+                Box::pin(records::apply(c, write.clone()))
+            })
             .await
     }
 }
@@ -162,6 +164,7 @@ impl EventStore for PostgresStore {
         let before = before.to_owned();
         self.writer
             .write(Kind::Plain, move |c| {
+                let before = before.clone();
                 Box::pin(async move { events::prune(c, &before).await })
             })
             .await
@@ -172,7 +175,7 @@ impl EventStore for PostgresStore {
 impl KeyStore for PostgresStore {
     async fn insert_key(&self, key: StoredKey) -> Result<(), StoreError> {
         self.writer
-            .write(Kind::Plain, move |c| Box::pin(keys::insert(c, key)))
+            .write(Kind::Plain, move |c| Box::pin(keys::insert(c, key.clone())))
             .await
     }
 
@@ -201,7 +204,12 @@ impl KeyStore for PostgresStore {
         let (id, at) = (id.to_owned(), at.to_owned());
         self.writer
             .write(Kind::Plain, move |c| {
-                Box::pin(keys::revoke(c, id, at, keep_one_role))
+                Box::pin(keys::revoke(
+                    c,
+                    id.clone(),
+                    at.clone(),
+                    keep_one_role.clone(),
+                ))
             })
             .await
     }
@@ -209,7 +217,9 @@ impl KeyStore for PostgresStore {
     async fn touch_key(&self, id: &str, at: &str) -> Result<(), StoreError> {
         let (id, at) = (id.to_owned(), at.to_owned());
         self.writer
-            .write(Kind::Plain, move |c| Box::pin(keys::touch(c, id, at)))
+            .write(Kind::Plain, move |c| {
+                Box::pin(keys::touch(c, id.clone(), at.clone()))
+            })
             .await
     }
 }
@@ -218,7 +228,9 @@ impl KeyStore for PostgresStore {
 impl EndpointStore for PostgresStore {
     async fn save_endpoint(&self, save: EndpointSave) -> Result<Vec<i64>, StoreError> {
         self.writer
-            .write(Kind::Appends, move |c| Box::pin(endpoints::save(c, save)))
+            .write(Kind::Appends, move |c| {
+                Box::pin(endpoints::save(c, save.clone()))
+            })
             .await
     }
 
@@ -231,7 +243,7 @@ impl EndpointStore for PostgresStore {
         let (id, at) = (id.to_owned(), at.to_owned());
         self.writer
             .write(Kind::Appends, move |c| {
-                Box::pin(endpoints::delete(c, id, at, events))
+                Box::pin(endpoints::delete(c, id.clone(), at.clone(), events.clone()))
             })
             .await
     }
@@ -263,8 +275,8 @@ impl EndpointStore for PostgresStore {
             .write(Kind::Appends, move |c| {
                 Box::pin(endpoints::append_for_endpoint(
                     c,
-                    endpoint_id,
-                    event,
+                    endpoint_id.clone(),
+                    event.clone(),
                     now_ms,
                 ))
             })
@@ -292,7 +304,7 @@ impl DeliveryStore for PostgresStore {
     ) -> Result<Vec<Option<String>>, StoreError> {
         self.writer
             .write(Kind::Plain, move |c| {
-                Box::pin(deliveries::record_attempts(c, records))
+                Box::pin(deliveries::record_attempts(c, records.clone()))
             })
             .await
     }
@@ -332,9 +344,9 @@ impl DeliveryStore for PostgresStore {
             .write(Kind::Appends, move |c| {
                 Box::pin(deliveries::recover(
                     c,
-                    endpoint_id,
-                    since,
-                    event_types,
+                    endpoint_id.clone(),
+                    since.clone(),
+                    event_types.clone(),
                     now_ms,
                 ))
             })
@@ -344,7 +356,9 @@ impl DeliveryStore for PostgresStore {
     async fn purge_deliveries(&self, before: &str) -> Result<u64, StoreError> {
         let before = before.to_owned();
         self.writer
-            .write(Kind::Plain, move |c| Box::pin(deliveries::purge(c, before)))
+            .write(Kind::Plain, move |c| {
+                Box::pin(deliveries::purge(c, before.clone()))
+            })
             .await
     }
 
@@ -363,6 +377,7 @@ impl SecretMetaStore for PostgresStore {
         let name = name.to_owned();
         self.writer
             .write(Kind::Plain, move |c| {
+                let (name, value) = (name.clone(), value.clone());
                 Box::pin(async move {
                     conn::execute(
                         c,
@@ -387,6 +402,7 @@ impl SecretMetaStore for PostgresStore {
         let name = name.to_owned();
         self.writer
             .write(Kind::Plain, move |c| {
+                let (name, value) = (name.clone(), value.clone());
                 Box::pin(async move {
                     conn::execute(
                         c,
@@ -412,7 +428,7 @@ impl SecretMetaStore for PostgresStore {
     async fn reseal_row(&self, row: SealedRow) -> Result<bool, StoreError> {
         self.writer
             .write(Kind::Plain, move |c| {
-                Box::pin(endpoints::reseal_row(c, row))
+                Box::pin(endpoints::reseal_row(c, row.clone()))
             })
             .await
     }
@@ -422,7 +438,9 @@ impl SecretMetaStore for PostgresStore {
 impl AuditStore for PostgresStore {
     async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
         self.writer
-            .write(Kind::Plain, move |c| Box::pin(audit::append(c, entries)))
+            .write(Kind::Plain, move |c| {
+                Box::pin(audit::append(c, entries.clone()))
+            })
             .await
     }
 
@@ -433,7 +451,9 @@ impl AuditStore for PostgresStore {
     async fn prune_audit(&self, before: &str) -> Result<u64, StoreError> {
         let before = before.to_owned();
         self.writer
-            .write(Kind::Plain, move |c| Box::pin(audit::prune(c, before)))
+            .write(Kind::Plain, move |c| {
+                Box::pin(audit::prune(c, before.clone()))
+            })
             .await
     }
 }

@@ -3,7 +3,7 @@
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
 
-use super::conn::{execute, query, query_one, query_opt};
+use super::conn::{query, query_one, query_opt};
 use crate::store::{NewEvent, RecordChange, RecordQuery, RecordWrite, StoreError, StoredRecord};
 
 fn parse_body(text: &str) -> Result<serde_json::Value, StoreError> {
@@ -65,103 +65,218 @@ pub async fn allocate_ids(c: &ClientWrapper, count: i64) -> Result<Vec<i64>, Sto
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The current version of a live record, locked until the transaction ends.
-async fn live_version(
-    c: &ClientWrapper,
-    record_type: &str,
-    id: i64,
-    lock: bool,
-) -> Result<Option<i64>, StoreError> {
-    let sql = if lock {
-        "SELECT version FROM records WHERE id = $1 AND record_type = $2 AND deleted_at IS NULL
-         FOR UPDATE"
-    } else {
-        // A referenced record must stay alive until this write commits.
-        "SELECT version FROM records WHERE id = $1 AND record_type = $2 AND deleted_at IS NULL
-         FOR KEY SHARE"
-    };
-    Ok(query_opt(c, sql, &[&id, &record_type])
-        .await?
-        .map(|r| r.get(0)))
+/// The events of one write as column arrays, for `unnest`.
+struct EventColumns {
+    id: Vec<String>,
+    event_type: Vec<String>,
+    category: Vec<String>,
+    payload_version: Vec<i64>,
+    occurred_at: Vec<String>,
+    actor_type: Vec<String>,
+    actor_id: Vec<Option<String>>,
+    record_type: Vec<Option<String>>,
+    record_id: Vec<Option<i64>>,
+    data: Vec<String>,
 }
 
-/// Apply `write` inside the caller's transaction; returns the event sequences.
-pub async fn apply(c: &ClientWrapper, write: RecordWrite) -> Result<Vec<i64>, StoreError> {
-    for reference in &write.references {
-        if live_version(c, &reference.record_type, reference.id, false)
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::MissingReference {
-                field: reference.field.clone(),
-            });
+impl EventColumns {
+    fn of(events: &[NewEvent]) -> EventColumns {
+        EventColumns {
+            id: events.iter().map(|e| e.id.clone()).collect(),
+            event_type: events.iter().map(|e| e.event_type.clone()).collect(),
+            category: events.iter().map(|e| e.category.clone()).collect(),
+            payload_version: events.iter().map(|e| e.payload_version).collect(),
+            occurred_at: events.iter().map(|e| e.occurred_at.clone()).collect(),
+            actor_type: events.iter().map(|e| e.actor_type.clone()).collect(),
+            actor_id: events.iter().map(|e| e.actor_id.clone()).collect(),
+            record_type: events.iter().map(|e| e.record_type.clone()).collect(),
+            record_id: events.iter().map(|e| e.record_id).collect(),
+            data: events.iter().map(|e| e.data.to_string()).collect(),
         }
     }
-    match &write.change {
+}
+
+/// One record write is one statement (one round trip): the reference and
+/// version checks, the change, its events and their deliveries. The checks
+/// do not raise errors: they gate the change and are reported back, so a
+/// refused write leaves nothing behind and aborts nothing.
+///
+/// Parameters: $1 id, $2 record type, $3 patient id, $4 body, $5 time,
+/// $6/$7 the references (types, ids), $8..$17 the events' columns, $18 the
+/// expected version; `typed` gives each a type whether the change uses it
+/// or not.
+fn statement(change: &str, current: &str, gate: &str) -> String {
+    format!(
+        "WITH typed AS (SELECT $1::BIGINT, $2::TEXT, $3::BIGINT, $4::TEXT, $5::TEXT, $18::BIGINT),
+         refs AS (
+             SELECT count(*) = cardinality($6::TEXT[]) AS ok
+             FROM unnest($6::TEXT[], $7::BIGINT[]) AS x(t, i)
+             WHERE EXISTS (SELECT 1 FROM records r
+                           WHERE r.id = x.i AND r.record_type = x.t AND r.deleted_at IS NULL)),
+         cur AS ({current}),
+         gate AS (SELECT {gate} AS go),
+         change AS ({change}),
+         ev AS (
+             INSERT INTO events (sequence, id, event_type, category, payload_version, occurred_at,
+                                 actor_type, actor_id, record_type, record_id, data)
+             SELECT nextval('event_sequences'), e.id, e.event_type, e.category, e.payload_version,
+                    e.occurred_at, e.actor_type, e.actor_id, e.record_type, e.record_id, e.data
+             FROM (SELECT * FROM unnest($8::TEXT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[],
+                                        $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[],
+                                        $16::BIGINT[], $17::TEXT[]) WITH ORDINALITY
+                       AS u(id, event_type, category, payload_version, occurred_at, actor_type,
+                            actor_id, record_type, record_id, data, n)
+                   WHERE (SELECT go FROM gate) ORDER BY n) e
+             RETURNING sequence, id, event_type, occurred_at, record_type, record_id),
+         d AS (
+             INSERT INTO deliveries (id, endpoint_id, event_sequence, event_id, event_type,
+                                     record_key, status, next_attempt_at, created_at)
+             SELECT nextval('delivery_ids'), x.* FROM (
+                 SELECT s.endpoint_id, ev.sequence, ev.id, ev.event_type,
+                        CASE WHEN ev.record_id IS NULL THEN NULL
+                             ELSE ev.record_type || ':' || ev.record_id END,
+                        'pending', (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
+                        ev.occurred_at
+                 FROM ev JOIN endpoint_subscriptions s ON s.event_type = ev.event_type
+                 JOIN webhook_endpoints w ON w.id = s.endpoint_id
+                 WHERE w.status = 'enabled' AND w.deleted_at IS NULL
+                 ORDER BY ev.sequence, s.endpoint_id) x)
+         SELECT (SELECT ok FROM refs), (SELECT version FROM cur),
+                ARRAY(SELECT sequence FROM ev ORDER BY sequence)"
+    )
+}
+
+const LIVE: &str = "SELECT version FROM records
+    WHERE id = $1 AND record_type = $2 AND deleted_at IS NULL";
+
+/// Apply `write` inside the caller's transaction (which holds the append
+/// lock); returns the event sequences.
+pub async fn apply(c: &ClientWrapper, write: RecordWrite) -> Result<Vec<i64>, StoreError> {
+    let ref_types: Vec<&str> = write
+        .references
+        .iter()
+        .map(|r| r.record_type.as_str())
+        .collect();
+    let ref_ids: Vec<i64> = write.references.iter().map(|r| r.id).collect();
+    let ev = EventColumns::of(&write.events);
+    let record_type = write.record_type.as_str();
+    let (sql, id, expected, p3, p4, p5): (
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        &str,
+    ) = match &write.change {
         RecordChange::Create {
             id,
             patient_id,
             body,
             at,
-        } => {
-            execute(
-                c,
-                "INSERT INTO records (id, record_type, version, patient_id, body, created_at, updated_at)
-                 VALUES ($1, $2, 1, $3, $4, $5, $5)",
-                &[id, &write.record_type, patient_id, &body.to_string(), at],
-            )
-            .await?;
-        }
+        } => (
+            statement(
+                "INSERT INTO records (id, record_type, version, patient_id, body, created_at,
+                                          updated_at)
+                     SELECT $1, $2, 1, $3, $4, $5, $5 WHERE (SELECT go FROM gate)",
+                "SELECT NULL::BIGINT AS version",
+                "(SELECT ok FROM refs)",
+            ),
+            *id,
+            None,
+            *patient_id,
+            Some(body.to_string()),
+            at,
+        ),
         RecordChange::Update {
             id,
             expected_version,
             patient_id,
             body,
             at,
-        } => {
-            check_version(c, &write.record_type, *id, Some(*expected_version)).await?;
-            execute(
-                c,
-                "UPDATE records SET version = version + 1, patient_id = $3, body = $4, updated_at = $5
-                 WHERE id = $1 AND record_type = $2",
-                &[id, &write.record_type, patient_id, &body.to_string(), at],
-            )
-            .await?;
-        }
+        } => (
+            statement(
+                "UPDATE records SET version = version + 1, patient_id = $3, body = $4,
+                         updated_at = $5
+                     WHERE id = $1 AND record_type = $2 AND (SELECT go FROM gate)",
+                LIVE,
+                "(SELECT ok FROM refs) AND COALESCE((SELECT version FROM cur) = $18, FALSE)",
+            ),
+            *id,
+            Some(*expected_version),
+            *patient_id,
+            Some(body.to_string()),
+            at,
+        ),
         RecordChange::Delete {
             id,
             expected_version,
             at,
-        } => {
-            check_version(c, &write.record_type, *id, *expected_version).await?;
-            execute(
-                c,
-                "UPDATE records SET deleted_at = $3 WHERE id = $1 AND record_type = $2",
-                &[id, &write.record_type, at],
-            )
-            .await?;
-        }
+        } => (
+            statement(
+                "UPDATE records SET deleted_at = $5
+                     WHERE id = $1 AND record_type = $2 AND (SELECT go FROM gate)",
+                LIVE,
+                "(SELECT ok FROM refs) AND EXISTS (SELECT 1 FROM cur)
+                     AND ($18::BIGINT IS NULL OR (SELECT version FROM cur) = $18)",
+            ),
+            *id,
+            *expected_version,
+            None,
+            None,
+            at,
+        ),
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
+        &id,
+        &record_type,
+        &p3,
+        &p4,
+        &p5,
+        &ref_types,
+        &ref_ids,
+        &ev.id,
+        &ev.event_type,
+        &ev.category,
+        &ev.payload_version,
+        &ev.occurred_at,
+        &ev.actor_type,
+        &ev.actor_id,
+        &ev.record_type,
+        &ev.record_id,
+        &ev.data,
+        &expected,
+    ];
+    let row = query_one(c, &sql, &params).await?;
+    let refs_ok: bool = row.get(0);
+    let current: Option<i64> = row.get(1);
+    let sequences: Vec<i64> = row.get(2);
+    if !refs_ok {
+        return Err(missing_reference(c, &write).await);
     }
-    let mut sequences = Vec::with_capacity(write.events.len());
-    for event in &write.events {
-        sequences.push(append_event(c, event).await?);
-    }
-    Ok(sequences)
-}
-
-async fn check_version(
-    c: &ClientWrapper,
-    record_type: &str,
-    id: i64,
-    expected: Option<i64>,
-) -> Result<(), StoreError> {
-    match (live_version(c, record_type, id, true).await?, expected) {
-        (None, _) => Err(StoreError::NotFound),
-        (Some(current), Some(expected)) if current != expected => {
+    match (&write.change, current) {
+        (RecordChange::Create { .. }, _) => Ok(sequences),
+        (_, None) => Err(StoreError::NotFound),
+        (_, Some(current)) if expected.is_some_and(|e| e != current) => {
             Err(StoreError::VersionConflict { current })
         }
-        _ => Ok(()),
+        _ => Ok(sequences),
     }
+}
+
+/// Which reference of a refused write points nowhere (the rare path).
+async fn missing_reference(c: &ClientWrapper, write: &RecordWrite) -> StoreError {
+    for reference in &write.references {
+        match query_opt(c, LIVE, &[&reference.id, &reference.record_type]).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return StoreError::MissingReference {
+                    field: reference.field.clone(),
+                };
+            }
+            Err(err) => return err,
+        }
+    }
+    StoreError::Backend("a reference check failed without a missing reference".into())
 }
 
 /// Append one event and, in the same statement, a delivery for every enabled

@@ -2,9 +2,17 @@
 //!
 //! Each process has one writer task owning one connection. Concurrent
 //! writes queue up while a commit is in flight and are then committed
-//! together: one transaction, a savepoint per write when there are several
-//! (a failing write is rolled back alone), one COMMIT, and only then is
-//! every caller answered.
+//! together in one transaction with one COMMIT; only then is every caller
+//! answered. Round trips are what a write costs here, so writes made of a
+//! single statement (every record write) are *pipelined*: all of them are
+//! sent at once and the writer waits once. The server runs them one after
+//! the other, exactly as if they had been sent one by one.
+//!
+//! A write that refuses (version conflict, missing reference, …) does so
+//! before it changes anything and raises no SQL error, so it leaves the
+//! batch intact. When a statement fails all the same, the batch is rolled
+//! back and every write in it is run again in a transaction of its own, so
+//! the failing one fails alone.
 //!
 //! A batch that appends events or creates deliveries first takes the
 //! *append lock* (`pg_advisory_xact_lock`, held until COMMIT), so event
@@ -17,11 +25,11 @@
 //! When the connection is lost the batch fails with `Unavailable` (the API
 //! answers 503) and the next batch takes a fresh connection from the pool.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -35,14 +43,23 @@ pub const APPEND_LOCK: i64 = 0x6368_6172_7477;
 /// The channel every process listens on.
 pub const CHANNEL: &str = "chartwire";
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// Runs one write; returns its completion and whether the write succeeded.
-type Run =
-    Box<dyn for<'c> FnOnce(&'c ClientWrapper, bool) -> BoxFuture<'c, (Completion, bool)> + Send>;
+/// How one run of a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Done,
+    /// Refused before changing anything (the caller gets its error).
+    Refused,
+    /// A statement failed: the transaction is aborted.
+    Failed,
+}
+
+type Attempt = Box<dyn for<'c> FnMut(&'c ClientWrapper) -> BoxFuture<'c, Ran> + Send>;
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 struct Job {
-    appends: bool,
-    run: Run,
+    kind: Kind,
+    attempt: Attempt,
+    finish: Finish,
 }
 
 /// Counters the writer keeps, read by diagnostics and metrics.
@@ -58,12 +75,22 @@ pub struct Writer {
     pub stats: Arc<WriterStats>,
 }
 
-/// Whether a write appends to the event log or creates deliveries (and so
-/// must hold the append lock).
+/// What a write does, which decides how it is batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// One statement that may append events or create deliveries:
+    /// pipelined with the others, under the append lock.
+    Statement,
+    /// Several statements that append events or create deliveries.
     Appends,
+    /// Several statements that do neither.
     Plain,
+}
+
+impl Kind {
+    fn appends(self) -> bool {
+        matches!(self, Kind::Statement | Kind::Appends)
+    }
 }
 
 impl Writer {
@@ -75,36 +102,47 @@ impl Writer {
     }
 
     /// Run `work` in the next batch; resolves once the batch has committed.
+    /// `work` may run twice (see the module's documentation); only the
+    /// outcome of the run that counts is returned.
     pub async fn write<T, F>(&self, kind: Kind, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c ClientWrapper) -> BoxFuture<'c, Result<T, StoreError>>
+        F: for<'c> Fn(&'c ClientWrapper) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
+            + Sync
             + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let run: Run = Box::new(move |c: &ClientWrapper, savepoint: bool| {
+        let slot: Arc<Mutex<Option<Result<T, StoreError>>>> = Arc::new(Mutex::new(None));
+        let work = Arc::new(work);
+        let written = slot.clone();
+        let attempt: Attempt = Box::new(move |c: &ClientWrapper| {
+            let (work, written) = (work.clone(), written.clone());
             Box::pin(async move {
-                let outcome = if savepoint {
-                    in_savepoint(c, work).await
-                } else {
-                    work(c).await
+                let outcome = work(c).await;
+                let ran = match &outcome {
+                    Ok(_) => Ran::Done,
+                    Err(StoreError::Backend(_) | StoreError::Unavailable(_)) => Ran::Failed,
+                    Err(_) => Ran::Refused,
                 };
-                let ok = outcome.is_ok();
-                let completion = Box::new(move |commit: Result<(), StoreError>| {
-                    let result = match (commit, outcome) {
-                        (_, Err(err)) => Err(err),
-                        (Err(err), Ok(_)) => Err(err),
-                        (Ok(()), Ok(value)) => Ok(value),
-                    };
-                    let _ = reply.send(result);
-                }) as Completion;
-                (completion, ok)
+                *written.lock().expect("write slot") = Some(outcome);
+                ran
             })
         });
+        let finish: Finish = Box::new(move |commit: Result<(), StoreError>| {
+            let outcome = slot.lock().expect("write slot").take();
+            let result = match (commit, outcome) {
+                (_, Some(Err(err))) => Err(err),
+                (Err(err), _) => Err(err),
+                (Ok(()), Some(Ok(value))) => Ok(value),
+                (Ok(()), None) => Err(StoreError::Backend("a write never ran".into())),
+            };
+            let _ = reply.send(result);
+        });
         let job = Job {
-            appends: kind == Kind::Appends,
-            run,
+            kind,
+            attempt,
+            finish,
         };
         self.queue
             .send(job)
@@ -113,23 +151,6 @@ impl Writer {
         answer.await.map_err(|_| {
             StoreError::Unavailable("the database connection failed before the commit".into())
         })?
-    }
-}
-
-async fn in_savepoint<'c, T, F>(c: &'c ClientWrapper, work: F) -> Result<T, StoreError>
-where
-    F: FnOnce(&'c ClientWrapper) -> BoxFuture<'c, Result<T, StoreError>>,
-{
-    c.batch_execute("SAVEPOINT write").await?;
-    match work(c).await {
-        Ok(value) => {
-            c.batch_execute("RELEASE write").await?;
-            Ok(value)
-        }
-        Err(err) => {
-            c.batch_execute("ROLLBACK TO write; RELEASE write").await?;
-            Err(err)
-        }
     }
 }
 
@@ -154,8 +175,9 @@ async fn run(
                 Ok(c) => connection = Some(c),
                 Err(err) => {
                     tracing::warn!(error = %err, "the writer has no database connection");
-                    // Dropping the jobs answers every caller `Unavailable`.
-                    batch.clear();
+                    for job in batch.drain(..) {
+                        (job.finish)(Err(err_copy(&err)));
+                    }
                     connection = None;
                     continue;
                 }
@@ -163,81 +185,135 @@ async fn run(
         }
         let c = connection.as_ref().expect("connected above");
         let count = batch.len() as u64;
-        let (completions, commit) = commit_batch(c, batch.drain(..)).await;
-        match &commit {
-            Ok(Some(sequence)) => {
-                head.send_if_modified(|current| {
-                    let moved = *sequence > *current;
-                    if moved {
-                        *current = *sequence;
-                    }
-                    moved
-                });
+        let commits = commit_batch(c, std::mem::take(&mut batch), &head).await;
+        if c.is_closed() {
+            connection = None;
+        }
+        stats.commits.fetch_add(commits, Ordering::Relaxed);
+        stats.writes.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+fn err_copy(err: &StoreError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+/// Commit `jobs` together, or — if a statement failed — each on its own.
+/// Every job is finished; returns how many transactions committed.
+async fn commit_batch(c: &ClientWrapper, mut jobs: Vec<Job>, head: &watch::Sender<i64>) -> u64 {
+    let appends = jobs.iter().any(|job| job.kind.appends());
+    let ran = run_together(c, &mut jobs, appends).await;
+    let outcome = match ran {
+        Ok(true) => finish(c, appends).await,
+        Ok(false) => Err(None),
+        Err(err) => Err(Some(err)),
+    };
+    match outcome {
+        Ok(sequence) => {
+            publish(head, sequence);
+            for job in jobs {
+                (job.finish)(Ok(()));
             }
-            Ok(None) => {}
-            Err(err) => {
-                tracing::warn!(error = %err, "a write batch failed to commit");
-                if conn::lost_connection(err) {
-                    connection = None;
+            1
+        }
+        Err(err) => {
+            if !c.is_closed() {
+                let _ = c.batch_execute("ROLLBACK").await;
+            }
+            match err {
+                // A statement failed: run every write alone.
+                None if !c.is_closed() && jobs.len() > 1 => {
+                    let mut commits = 0;
+                    for job in jobs {
+                        commits += commit_alone(c, job, head).await;
+                    }
+                    commits
+                }
+                None if !c.is_closed() => {
+                    // A single write failed: it gets its own error.
+                    for job in jobs {
+                        (job.finish)(Ok(()));
+                    }
+                    0
+                }
+                other => {
+                    let err = other.unwrap_or_else(|| {
+                        StoreError::Unavailable("the connection was closed".into())
+                    });
+                    tracing::warn!(error = %err, "a write batch failed to commit");
+                    for job in jobs {
+                        (job.finish)(Err(err_copy(&err)));
+                    }
+                    0
                 }
             }
-        }
-        if commit.is_ok() {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.writes.fetch_add(count, Ordering::Relaxed);
-        }
-        for completion in completions {
-            let outcome = match &commit {
-                Ok(_) => Ok(()),
-                Err(err) => Err(StoreError::Unavailable(err.to_string())),
-            };
-            completion(outcome);
         }
     }
 }
 
-/// Run one batch; returns each job's completion and, on success, the new
-/// head sequence when the batch appended.
-async fn commit_batch(
+/// BEGIN, run every job (single statements pipelined, then the others one by
+/// one). `Ok(false)` when a statement failed.
+async fn run_together(
     c: &ClientWrapper,
-    batch: impl Iterator<Item = Job>,
-) -> (Vec<Completion>, Result<Option<i64>, StoreError>) {
-    let jobs: Vec<Job> = batch.collect();
-    let appends = jobs.iter().any(|job| job.appends);
+    jobs: &mut [Job],
+    appends: bool,
+) -> Result<bool, StoreError> {
+    let (statements, others): (Vec<&mut Job>, Vec<&mut Job>) =
+        jobs.iter_mut().partition(|job| job.kind == Kind::Statement);
+    // BEGIN goes out in the same flight as the statements.
+    let (begun, mut ran) = futures_util::future::join(
+        begin(c, appends),
+        join_all(statements.into_iter().map(|job| (job.attempt)(c))),
+    )
+    .await;
+    begun?;
+    for job in others {
+        ran.push((job.attempt)(c).await);
+    }
+    Ok(ran.iter().all(|r| *r != Ran::Failed))
+}
+
+async fn commit_alone(c: &ClientWrapper, mut job: Job, head: &watch::Sender<i64>) -> u64 {
+    let appends = job.kind.appends();
+    let outcome = match begin(c, appends).await {
+        Err(err) => Err(Some(err)),
+        Ok(()) => match (job.attempt)(c).await {
+            Ran::Failed => Err(None),
+            _ => finish(c, appends).await,
+        },
+    };
+    match outcome {
+        Ok(sequence) => {
+            publish(head, sequence);
+            (job.finish)(Ok(()));
+            1
+        }
+        Err(err) => {
+            if !c.is_closed() {
+                let _ = c.batch_execute("ROLLBACK").await;
+            }
+            // Without an error of the batch's own, the write's error stands.
+            (job.finish)(err.map_or(Ok(()), |err| Err(err_copy(&err))));
+            0
+        }
+    }
+}
+
+async fn begin(c: &ClientWrapper, appends: bool) -> Result<(), StoreError> {
     let begin = if appends {
         format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")
     } else {
         "BEGIN".to_owned()
     };
-    if let Err(err) = c.batch_execute(&begin).await {
-        return (Vec::new(), Err(err.into()));
-    }
-    // A write alone in its batch runs without a savepoint (two round trips
-    // fewer); if it fails, the whole transaction is rolled back.
-    let alone = jobs.len() == 1;
-    let mut completions = Vec::with_capacity(jobs.len());
-    let mut all_ok = true;
-    for job in jobs {
-        let (completion, ok) = (job.run)(c, !alone).await;
-        all_ok &= ok;
-        completions.push(completion);
-    }
-    if alone && !all_ok {
-        // The caller gets its own error; nothing was written.
-        let _ = c.batch_execute("ROLLBACK").await;
-        return (completions, Ok(None));
-    }
-    let result = finish(c, appends).await;
-    if result.is_err() && !c.is_closed() {
-        let _ = c.batch_execute("ROLLBACK").await;
-    }
-    (completions, result)
+    Ok(c.batch_execute(&begin).await?)
 }
 
 /// Publish the head (when the batch appended) and commit, in one round trip.
-async fn finish(c: &ClientWrapper, appends: bool) -> Result<Option<i64>, StoreError> {
+async fn finish(c: &ClientWrapper, appends: bool) -> Result<Option<i64>, Option<StoreError>> {
     if !appends {
-        c.batch_execute("COMMIT").await?;
+        c.batch_execute("COMMIT")
+            .await
+            .map_err(|err| Some(err.into()))?;
         return Ok(None);
     }
     let sql = format!(
@@ -247,10 +323,21 @@ async fn finish(c: &ClientWrapper, appends: bool) -> Result<Option<i64>, StoreEr
          SELECT value, pg_notify('{CHANNEL}', 'h:' || value) FROM u;
          COMMIT"
     );
-    let messages = c.simple_query(&sql).await?;
-    let head = messages.iter().find_map(|message| match message {
+    let messages = c.simple_query(&sql).await.map_err(|err| Some(err.into()))?;
+    Ok(messages.iter().find_map(|message| match message {
         SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i64>().ok()),
         _ => None,
-    });
-    Ok(head)
+    }))
+}
+
+fn publish(head: &watch::Sender<i64>, sequence: Option<i64>) {
+    if let Some(sequence) = sequence {
+        head.send_if_modified(|current| {
+            let moved = sequence > *current;
+            if moved {
+                *current = sequence;
+            }
+            moved
+        });
+    }
 }
