@@ -83,7 +83,24 @@ impl Keeper {
         }
         loop {
             let started = Instant::now();
-            match self.round(&held).await {
+            // A renewal that hangs (database unreachable) must not keep this
+            // process sending past its leases: give it only the time left
+            // before the margin, then treat it as failed.
+            let margin = self.settings.renew_every();
+            let budget = if held.is_empty() {
+                margin
+            } else {
+                valid_until
+                    .saturating_duration_since(started + margin)
+                    .clamp(Duration::from_millis(50), margin)
+            };
+            let outcome = match tokio::time::timeout(budget, self.round(&held)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(crate::store::StoreError::Unavailable(
+                    "renewing endpoint leases timed out".into(),
+                )),
+            };
+            match outcome {
                 Ok(now_held) => {
                     valid_until = started + self.settings.ttl;
                     let gained: Vec<String> = now_held.difference(&held).cloned().collect();
@@ -101,7 +118,6 @@ impl Keeper {
                     tracing::warn!(error = %err, "renewing endpoint leases failed");
                     // Stop sending before the leases can expire and another
                     // process takes the endpoints over.
-                    let margin = self.settings.renew_every();
                     if Instant::now() + margin >= valid_until && !held.is_empty() {
                         tracing::warn!(
                             endpoints = held.len(),

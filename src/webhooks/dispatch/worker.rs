@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::Shared;
 use super::sender::{self, Sent};
@@ -97,6 +98,7 @@ pub(crate) fn spawn(
         busy_records: HashSet::new(),
         blocked: HashMap::new(),
         in_flight: 0,
+        running: JoinSet::new(),
         next_send: Instant::now(),
     };
     tokio::spawn(worker.run(rx, done_rx, shutdown));
@@ -116,6 +118,10 @@ struct Worker {
     busy_records: HashSet<String>,
     blocked: HashMap<String, VecDeque<Job>>,
     in_flight: usize,
+    /// The attempts in flight: aborted when the worker is told to stop (its
+    /// lease is lost or the endpoint deleted), so no attempt outlives the
+    /// lease and overlaps another process's attempt of the same delivery.
+    running: JoinSet<()>,
     next_send: Instant,
 }
 
@@ -148,11 +154,19 @@ impl Worker {
                     Some(Msg::Job(job)) => self.accept(job),
                     Some(Msg::Expired(id)) => self.expire(id),
                     Some(Msg::Configure) => self.reconfigured(),
-                    Some(Msg::Stop) | None => return,
+                    Some(Msg::Stop) | None => {
+                        // Cut short: the deliveries stay pending in the store.
+                        self.running.abort_all();
+                        return;
+                    }
                 },
                 Some(done) = done_rx.recv() => self.finish(done),
                 _ = tokio::time::sleep_until(wake.into()) => {}
-                _ = super::stopped(&mut shutdown) => return,
+                _ = super::stopped(&mut shutdown) => {
+                    // Shutting down: attempts in flight finish and are recorded.
+                    self.running.detach_all();
+                    return;
+                }
             }
         }
     }
@@ -242,7 +256,7 @@ impl Worker {
             let job = self.ready.pop_front().expect("not empty");
             self.in_flight += 1;
             self.shared.metrics.in_flight(&self.id, 1);
-            tokio::spawn(attempt(
+            self.running.spawn(attempt(
                 self.shared.clone(),
                 endpoint.clone(),
                 job,
@@ -253,6 +267,8 @@ impl Worker {
     }
 
     fn finish(&mut self, done: Done) {
+        // Reap finished attempt tasks so the set holds only running ones.
+        while self.running.try_join_next().is_some() {}
         self.in_flight -= 1;
         self.shared.metrics.in_flight(&self.id, -1);
         let mut job = done.job;
