@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub api_rate_limit: Option<u32>,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// PostgreSQL: the most connections this process's pool opens.
+    pub database_pool: Option<usize>,
     pub webhooks: WebhookOptions,
 }
 
@@ -58,6 +60,7 @@ impl ServeConfig {
             audit_retention: Duration::from_secs(6 * 366 * 86_400),
             api_rate_limit: Some(DEFAULT_API_RATE_LIMIT),
             tls: None,
+            database_pool: None,
             webhooks: WebhookOptions::default(),
         }
     }
@@ -158,7 +161,7 @@ impl RunningServer {
 
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     install_crypto_provider();
-    let store = store::open(&config.database_url, OpenMode::Server)
+    let store = store::open_with(&config.database_url, OpenMode::Server, config.database_pool)
         .await
         .context("opening the database")?;
     let key = match store::Backend::of(&config.database_url) {

@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CHARTWIRE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// PostgreSQL: the most connections this process opens (plus one for LISTEN).
+    #[arg(long, env = "CHARTWIRE_DATABASE_POOL", default_value_t = crate::store::postgres::SERVER_POOL as u16,
+          value_parser = clap::value_parser!(u16).range(2..=1000))]
+    database_pool: u16,
     /// How long events are kept for the change feed (e.g. 90d, 12h).
     #[arg(long, env = "CHARTWIRE_EVENT_RETENTION", default_value = "90d", value_parser = app::parse_duration)]
     event_retention: Duration,
@@ -112,6 +116,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }),
             _ => None,
         },
+        database_pool: Some(usize::from(args.database_pool)),
         webhooks: WebhookOptions {
             endpoint_allow: args.endpoint_allow.clone(),
             retry_schedule: args.retry_schedule.clone(),

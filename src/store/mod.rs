@@ -376,6 +376,16 @@ impl Backend {
 /// Open the database named by `url` (`sqlite://PATH` or `postgres://…`)
 /// and apply migrations.
 pub async fn open(url: &str, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, mode, None).await
+}
+
+/// [`open`] with the most connections a PostgreSQL pool may open (`None`:
+/// the backend's default for `mode`; SQLite ignores it).
+pub async fn open_with(
+    url: &str,
+    mode: OpenMode,
+    pool_size: Option<usize>,
+) -> Result<Arc<dyn Store>, StoreError> {
     match Backend::of(url) {
         Some(Backend::Sqlite) => {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -383,7 +393,7 @@ pub async fn open(url: &str, mode: OpenMode) -> Result<Arc<dyn Store>, StoreErro
             Ok(Arc::new(store))
         }
         Some(Backend::Postgres) => {
-            let store = postgres::PostgresStore::open(url, mode).await?;
+            let store = postgres::PostgresStore::open(url, mode, pool_size).await?;
             Ok(Arc::new(store))
         }
         None => Err(StoreError::Config(

@@ -58,6 +58,14 @@ pub async fn list(c: &ClientWrapper, q: &AuditQuery) -> Result<Vec<AuditEntry>, 
         .collect())
 }
 
-pub async fn prune(c: &ClientWrapper, before: String) -> Result<u64, StoreError> {
-    execute(c, "DELETE FROM audit_log WHERE at < $1", &[&before]).await
+/// Remove at most `limit` entries older than `before`, skipping rows another
+/// process is pruning.
+pub async fn prune(c: &ClientWrapper, before: String, limit: i64) -> Result<u64, StoreError> {
+    execute(
+        c,
+        "DELETE FROM audit_log WHERE id IN (
+             SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        &[&before, &limit],
+    )
+    .await
 }

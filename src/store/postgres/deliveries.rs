@@ -354,18 +354,19 @@ pub async fn recover(
     Ok(Recovery { requeued, created })
 }
 
-pub async fn purge(c: &ClientWrapper, before: String) -> Result<u64, StoreError> {
+/// Remove at most `limit` finished deliveries (and their attempts) completed
+/// before `before`. Rows another process is purging are skipped, not
+/// waited for, so pruners on several processes split the work.
+pub async fn purge(c: &ClientWrapper, before: String, limit: i64) -> Result<u64, StoreError> {
     execute(
         c,
-        "DELETE FROM delivery_attempts WHERE delivery_id IN (
-             SELECT id FROM deliveries WHERE status != 'pending' AND completed_at < $1)",
-        &[&before],
-    )
-    .await?;
-    execute(
-        c,
-        "DELETE FROM deliveries WHERE status != 'pending' AND completed_at < $1",
-        &[&before],
+        "WITH doomed AS (
+             SELECT id FROM deliveries WHERE status != 'pending' AND completed_at < $1
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),
+         attempts AS (
+             DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM doomed))
+         DELETE FROM deliveries WHERE id IN (SELECT id FROM doomed)",
+        &[&before, &limit],
     )
     .await
 }

@@ -48,11 +48,15 @@ use crate::store::{
 };
 use writer::{Kind, Writer};
 
-/// Connections a server's pool may open (the writer holds one of them).
-const SERVER_POOL: usize = 16;
+/// Connections a server's pool may open unless configured (the writer holds
+/// one of them; the listener's connection is apart).
+pub const SERVER_POOL: usize = 16;
 const TOOL_POOL: usize = 2;
 /// Record ids reserved per round trip.
 const ID_BLOCK: i64 = 64;
+/// Rows one pruning statement removes at most, so a long backlog of old
+/// rows never holds the writer (and its batch's writes) for long.
+const PRUNE_BATCH: i64 = 2000;
 
 pub struct PostgresStore {
     pool: Pool,
@@ -67,7 +71,11 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub async fn open(url: &str, mode: OpenMode) -> Result<PostgresStore, StoreError> {
+    pub async fn open(
+        url: &str,
+        mode: OpenMode,
+        pool_size: Option<usize>,
+    ) -> Result<PostgresStore, StoreError> {
         let config = conn::config(url)?;
         {
             let (client, connection) = config.connect(NoTls).await.map_err(|err| {
@@ -82,9 +90,10 @@ impl PostgresStore {
             let _ = driver.await;
         }
         let size = match mode {
-            OpenMode::Server => SERVER_POOL,
-            OpenMode::Tool => TOOL_POOL,
-        };
+            OpenMode::Server => pool_size.unwrap_or(SERVER_POOL),
+            OpenMode::Tool => pool_size.unwrap_or(TOOL_POOL),
+        }
+        .max(2);
         let pool = conn::pool(config.clone(), size)?;
         let (head_sequence, settings) = {
             let c = conn::get(&pool).await?;
@@ -354,12 +363,20 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn purge_deliveries(&self, before: &str) -> Result<u64, StoreError> {
-        let before = before.to_owned();
-        self.writer
-            .write(Kind::Plain, move |c| {
-                Box::pin(deliveries::purge(c, before.clone()))
-            })
-            .await
+        let mut removed = 0;
+        loop {
+            let before = before.to_owned();
+            let batch = self
+                .writer
+                .write(Kind::Plain, move |c| {
+                    Box::pin(deliveries::purge(c, before.clone(), PRUNE_BATCH))
+                })
+                .await?;
+            removed += batch;
+            if batch < PRUNE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
@@ -449,12 +466,20 @@ impl AuditStore for PostgresStore {
     }
 
     async fn prune_audit(&self, before: &str) -> Result<u64, StoreError> {
-        let before = before.to_owned();
-        self.writer
-            .write(Kind::Plain, move |c| {
-                Box::pin(audit::prune(c, before.clone()))
-            })
-            .await
+        let mut removed = 0;
+        loop {
+            let before = before.to_owned();
+            let batch = self
+                .writer
+                .write(Kind::Plain, move |c| {
+                    Box::pin(audit::prune(c, before.clone(), PRUNE_BATCH))
+                })
+                .await?;
+            removed += batch;
+            if batch < PRUNE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
     }
 }
 
