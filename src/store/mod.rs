@@ -154,6 +154,21 @@ pub struct Diagnostics {
     pub commits: u64,
     pub writes: u64,
     pub head_sequence: i64,
+    /// Where the writer's time went, when the backend measures it.
+    #[serde(skip)]
+    pub writer_time: Option<WriterTime>,
+}
+
+/// Cumulative time the writer spent per phase of its batches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterTime {
+    /// BEGIN, the append lock and the statements (one pipelined flight).
+    pub statements: std::time::Duration,
+    /// Publishing the head and COMMIT (the server's WAL flush).
+    pub commit: std::time::Duration,
+    /// WAL flushes (fsyncs) the database server made, all sessions
+    /// together, when it reports them.
+    pub server_wal_syncs: Option<u64>,
 }
 
 #[async_trait]

@@ -88,6 +88,22 @@ pub async fn run(args: WritesArgs) -> anyhow::Result<()> {
         "  events appended   {}",
         after.head_sequence - before.head_sequence
     );
+    if let (Some(b), Some(a)) = (before.writer_time, after.writer_time) {
+        let per_commit = |d: Duration| ms(d) / commits.max(1) as f64;
+        println!(
+            "  per commit        {:.2} ms BEGIN + append lock + statements (one flight), {:.2} ms head + COMMIT (WAL flush)",
+            per_commit(a.statements.saturating_sub(b.statements)),
+            per_commit(a.commit.saturating_sub(b.commit)),
+        );
+        if let (Some(b), Some(a)) = (b.server_wal_syncs, a.server_wal_syncs) {
+            println!(
+                "  server fsyncs     {} WAL flushes, {:.2} per commit, {:.3} per write",
+                a - b,
+                (a - b) as f64 / commits.max(1) as f64,
+                (a - b) as f64 / writes.max(1) as f64
+            );
+        }
+    }
     println!(
         "  single fsync      {fsync_before:.0}/s before, {fsync_after:.0}/s after (this disk, same run)"
     );

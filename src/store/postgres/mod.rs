@@ -44,7 +44,7 @@ use crate::store::{
     AuditEntry, AuditQuery, AuditStore, ClusterStore, DeliveryStore, Diagnostics, EndpointStore,
     EventPage, EventQuery, EventStore, KeyStore, NewEvent, OpenMode, RecordQuery, RecordStore,
     RecordWrite, SealedRow, SecretMetaStore, Signal, StoreError, StoreHealth, StoredKey,
-    StoredRecord,
+    StoredRecord, WriterTime,
 };
 use writer::{Kind, Writer};
 
@@ -121,6 +121,15 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         conn::get(&self.pool).await
+    }
+
+    /// The server's WAL flush count (`pg_stat_wal`, PostgreSQL 14 and later).
+    async fn wal_syncs(&self) -> Option<u64> {
+        let c = self.client().await.ok()?;
+        let row = conn::query_opt(&c, "SELECT wal_sync FROM pg_stat_wal", &[])
+            .await
+            .ok()??;
+        row.get::<_, i64>(0).try_into().ok()
     }
 }
 
@@ -551,6 +560,7 @@ impl StoreHealth for PostgresStore {
 
     async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
         let (synchronous, fsync) = self.settings.clone();
+        let server_wal_syncs = self.wal_syncs().await;
         Ok(Diagnostics {
             backend: "postgres",
             journal_mode: if fsync == "on" {
@@ -563,6 +573,15 @@ impl StoreHealth for PostgresStore {
             commits: self.writer.stats.commits.load(Ordering::Relaxed),
             writes: self.writer.stats.writes.load(Ordering::Relaxed),
             head_sequence: *self.head.borrow(),
+            writer_time: Some(WriterTime {
+                statements: Duration::from_micros(
+                    self.writer.stats.statement_micros.load(Ordering::Relaxed),
+                ),
+                commit: Duration::from_micros(
+                    self.writer.stats.commit_micros.load(Ordering::Relaxed),
+                ),
+                server_wal_syncs,
+            }),
         })
     }
 }

@@ -67,6 +67,14 @@ struct Job {
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub writes: AtomicU64,
+    /// Time in the first flight of a batch (BEGIN, append lock, statements).
+    pub statement_micros: AtomicU64,
+    /// Time in the last flight (head, notify, COMMIT).
+    pub commit_micros: AtomicU64,
+}
+
+fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
+    counter.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
 }
 
 #[derive(Clone)]
@@ -185,7 +193,7 @@ async fn run(
         }
         let c = connection.as_ref().expect("connected above");
         let count = batch.len() as u64;
-        let commits = commit_batch(c, std::mem::take(&mut batch), &head).await;
+        let commits = commit_batch(c, std::mem::take(&mut batch), &head, &stats).await;
         if c.is_closed() {
             connection = None;
         }
@@ -200,11 +208,23 @@ fn err_copy(err: &StoreError) -> StoreError {
 
 /// Commit `jobs` together, or — if a statement failed — each on its own.
 /// Every job is finished; returns how many transactions committed.
-async fn commit_batch(c: &ClientWrapper, mut jobs: Vec<Job>, head: &watch::Sender<i64>) -> u64 {
+async fn commit_batch(
+    c: &ClientWrapper,
+    mut jobs: Vec<Job>,
+    head: &watch::Sender<i64>,
+    stats: &WriterStats,
+) -> u64 {
     let appends = jobs.iter().any(|job| job.kind.appends());
+    let started = std::time::Instant::now();
     let ran = run_together(c, &mut jobs, appends).await;
+    add_elapsed(&stats.statement_micros, started);
     let outcome = match ran {
-        Ok(true) => finish(c, appends).await,
+        Ok(true) => {
+            let committing = std::time::Instant::now();
+            let finished = finish(c, appends).await;
+            add_elapsed(&stats.commit_micros, committing);
+            finished
+        }
         Ok(false) => Err(None),
         Err(err) => Err(Some(err)),
     };

@@ -503,6 +503,7 @@ impl StoreHealth for SqliteStore {
             commits: self.writer.stats.commits.load(Ordering::Relaxed),
             writes: self.writer.stats.writes.load(Ordering::Relaxed),
             head_sequence: *self.head.borrow(),
+            writer_time: None,
         })
     }
 }
