@@ -179,7 +179,7 @@ async fn run(
             }
         }
         if connection.as_ref().is_none_or(|c| c.is_closed()) {
-            match conn::get(&pool).await {
+            match writer_connection(&pool).await {
                 Ok(c) => connection = Some(c),
                 Err(err) => {
                     tracing::warn!(error = %err, "the writer has no database connection");
@@ -200,6 +200,18 @@ async fn run(
         stats.commits.fetch_add(commits, Ordering::Relaxed);
         stats.writes.fetch_add(count, Ordering::Relaxed);
     }
+}
+
+/// A connection for the writer, which keeps it until it closes (it never
+/// goes back to the readers). Its statements run with generic plans: they
+/// are the same few statements every time, and planning a record write
+/// anew (which PostgreSQL's heuristics choose once endpoints subscribe)
+/// costs more than executing it.
+async fn writer_connection(pool: &Pool) -> Result<Object, StoreError> {
+    let c = conn::get(pool).await?;
+    c.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await?;
+    Ok(c)
 }
 
 fn err_copy(err: &StoreError) -> StoreError {
