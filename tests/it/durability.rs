@@ -800,3 +800,84 @@ async fn a_write_the_database_rejects_fails_alone_in_its_batch() {
         }
     }
 }
+
+/// Creates committed together (one statement on PostgreSQL) keep their own
+/// reference checks: a create whose patient does not exist is refused with
+/// the field at fault and leaves nothing behind; the others in its batch
+/// commit, each with its own event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_in_one_batch_are_refused_or_kept_one_by_one() {
+    use chartwire::store::{NewEvent, RecordChange, RecordWrite, Reference, StoreError};
+    let app = TestApp::spawn().await;
+    let store = app.server().store.clone();
+    let patient = store.allocate_record_id().await.unwrap();
+    let create = |id: i64, record_type: &str, references: Vec<Reference>| RecordWrite {
+        record_type: record_type.into(),
+        change: RecordChange::Create {
+            id,
+            patient_id: None,
+            body: json!({"object": record_type, "id": id}),
+            at: "2026-12-04T10:00:00.000000Z".into(),
+        },
+        references,
+        events: vec![NewEvent {
+            id: format!("evt_01M9A000000000000000000{id:03}"),
+            event_type: format!("{record_type}.created"),
+            category: "record".into(),
+            payload_version: 1,
+            occurred_at: "2026-12-04T10:00:00.000000Z".into(),
+            actor_type: "system".into(),
+            actor_id: None,
+            record_type: Some(record_type.into()),
+            record_id: Some(id),
+            data: json!({"object": record_type, "id": id}),
+        }],
+    };
+    store
+        .write_record(create(patient, "patient", Vec::new()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        let id = store.allocate_record_id().await.unwrap();
+        // Every third task points at a patient that does not exist.
+        let target = if i % 3 == 0 {
+            patient + 10_000
+        } else {
+            patient
+        };
+        let write = create(
+            id,
+            "task",
+            vec![Reference {
+                field: "patient_id".into(),
+                record_type: "patient".into(),
+                id: target,
+            }],
+        );
+        tasks.push(tokio::spawn(async move {
+            (i, id, store.write_record(write).await)
+        }));
+    }
+    let mut sequences = Vec::new();
+    for task in tasks {
+        let (i, id, result) = task.await.unwrap();
+        let stored = store.get_record("task", id).await.unwrap();
+        if i % 3 == 0 {
+            match result {
+                Err(StoreError::MissingReference { field }) => assert_eq!(field, "patient_id"),
+                other => panic!("create {i} with a missing patient answered {other:?}"),
+            }
+            assert!(stored.is_none(), "a refused create left its record behind");
+        } else {
+            let created = result.unwrap_or_else(|err| panic!("create {i} failed: {err:?}"));
+            assert_eq!(created.len(), 1, "create {i} got {created:?}");
+            assert!(stored.is_some());
+            sequences.extend(created);
+        }
+    }
+    sequences.sort();
+    sequences.dedup();
+    assert_eq!(sequences.len(), 16, "two creates shared an event sequence");
+}

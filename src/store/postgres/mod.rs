@@ -160,6 +160,9 @@ impl RecordStore for PostgresStore {
     }
 
     async fn write_record(&self, write: RecordWrite) -> Result<Vec<i64>, StoreError> {
+        if matches!(write.change, crate::store::RecordChange::Create { .. }) {
+            return self.writer.create(write).await;
+        }
         self.writer
             .write(Kind::Statement, move |c| {
                 Box::pin(records::apply(c, write.clone()))

@@ -146,6 +146,139 @@ fn statement(change: &str, current: &str, gate: &str) -> String {
     )
 }
 
+/// Several record creates as one statement (the batch's creates share one
+/// executor start-up and one round trip). Each create keeps its own
+/// reference check: a create whose reference points nowhere changes nothing
+/// and is reported, the others go ahead. Events get sequences in the order
+/// of the writes. The caller holds the append lock.
+const CREATE_MANY: &str = "
+    WITH w AS (
+        SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[])
+            WITH ORDINALITY AS w(id, record_type, patient_id, body, at, n)),
+    bad AS (
+        SELECT DISTINCT x.n FROM unnest($6::BIGINT[], $7::TEXT[], $8::BIGINT[]) AS x(n, t, i)
+        WHERE NOT EXISTS (SELECT 1 FROM records r
+                          WHERE r.id = x.i AND r.record_type = x.t AND r.deleted_at IS NULL)),
+    ok AS (SELECT w.* FROM w WHERE NOT EXISTS (SELECT 1 FROM bad WHERE bad.n = w.n)),
+    ins AS (
+        INSERT INTO records (id, record_type, version, patient_id, body, created_at, updated_at)
+        SELECT id, record_type, 1, patient_id, body, at, at FROM ok ORDER BY n),
+    u AS (
+        SELECT * FROM unnest($9::BIGINT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::BIGINT[],
+                             $14::TEXT[], $15::TEXT[], $16::TEXT[], $17::TEXT[], $18::BIGINT[],
+                             $19::TEXT[]) WITH ORDINALITY
+            AS u(n, id, event_type, category, payload_version, occurred_at, actor_type,
+                 actor_id, record_type, record_id, data, k)),
+    ev AS (
+        INSERT INTO events (sequence, id, event_type, category, payload_version, occurred_at,
+                            actor_type, actor_id, record_type, record_id, data)
+        SELECT nextval('event_sequences'), e.id, e.event_type, e.category, e.payload_version,
+               e.occurred_at, e.actor_type, e.actor_id, e.record_type, e.record_id, e.data
+        FROM (SELECT * FROM u WHERE EXISTS (SELECT 1 FROM ok WHERE ok.n = u.n) ORDER BY k) e
+        RETURNING sequence, id, event_type, occurred_at, record_type, record_id),
+    d AS (
+        INSERT INTO deliveries (id, endpoint_id, event_sequence, event_id, event_type,
+                                record_key, status, next_attempt_at, created_at)
+        SELECT nextval('delivery_ids'), x.* FROM (
+            SELECT s.endpoint_id, ev.sequence, ev.id, ev.event_type,
+                   CASE WHEN ev.record_id IS NULL THEN NULL
+                        ELSE ev.record_type || ':' || ev.record_id END,
+                   'pending', (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
+                   ev.occurred_at
+            FROM ev JOIN endpoint_subscriptions s ON s.event_type = ev.event_type
+            JOIN webhook_endpoints wh ON wh.id = s.endpoint_id
+            WHERE wh.status = 'enabled' AND wh.deleted_at IS NULL
+            ORDER BY ev.sequence, s.endpoint_id) x)
+    SELECT w.n, EXISTS (SELECT 1 FROM bad WHERE bad.n = w.n),
+           ARRAY(SELECT ev.sequence FROM ev JOIN u ON u.id = ev.id
+                 WHERE u.n = w.n ORDER BY ev.sequence)
+    FROM w ORDER BY w.n";
+
+/// Apply several creates inside the caller's transaction (which holds the
+/// append lock). The outer error is a failed statement (the transaction is
+/// aborted); each inner result is one create's: its event sequences, or the
+/// reference it lacks.
+pub async fn create_many(
+    c: &ClientWrapper,
+    writes: &[&RecordWrite],
+) -> Result<Vec<Result<Vec<i64>, StoreError>>, StoreError> {
+    let mut ids = Vec::with_capacity(writes.len());
+    let mut types = Vec::with_capacity(writes.len());
+    let mut patients = Vec::with_capacity(writes.len());
+    let mut bodies = Vec::with_capacity(writes.len());
+    let mut ats = Vec::with_capacity(writes.len());
+    let (mut ref_n, mut ref_types, mut ref_ids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ev_n: Vec<i64> = Vec::new();
+    let mut events: Vec<NewEvent> = Vec::new();
+    for (n, write) in (1i64..).zip(writes) {
+        let RecordChange::Create {
+            id,
+            patient_id,
+            body,
+            at,
+        } = &write.change
+        else {
+            return Err(StoreError::Backend(
+                "create_many was given a change that is not a create".into(),
+            ));
+        };
+        ids.push(*id);
+        types.push(write.record_type.as_str());
+        patients.push(*patient_id);
+        bodies.push(body.to_string());
+        ats.push(at.as_str());
+        for reference in &write.references {
+            ref_n.push(n);
+            ref_types.push(reference.record_type.as_str());
+            ref_ids.push(reference.id);
+        }
+        for event in &write.events {
+            ev_n.push(n);
+            events.push(event.clone());
+        }
+    }
+    let ev = EventColumns::of(&events);
+    let rows = query(
+        c,
+        CREATE_MANY,
+        &[
+            &ids,
+            &types,
+            &patients,
+            &bodies,
+            &ats,
+            &ref_n,
+            &ref_types,
+            &ref_ids,
+            &ev_n,
+            &ev.id,
+            &ev.event_type,
+            &ev.category,
+            &ev.payload_version,
+            &ev.occurred_at,
+            &ev.actor_type,
+            &ev.actor_id,
+            &ev.record_type,
+            &ev.record_id,
+            &ev.data,
+        ],
+    )
+    .await?;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for (row, write) in rows.iter().zip(writes) {
+        let refused: bool = row.get(1);
+        if refused {
+            outcomes.push(Err(missing_reference(c, write).await));
+        } else {
+            outcomes.push(Ok(row.get::<_, Vec<i64>>(2)));
+        }
+    }
+    if outcomes.len() != writes.len() {
+        return Err(StoreError::Backend("a batch of creates lost a row".into()));
+    }
+    Ok(outcomes)
+}
+
 const LIVE: &str = "SELECT version FROM records
     WHERE id = $1 AND record_type = $2 AND deleted_at IS NULL";
 

@@ -33,8 +33,8 @@ use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::SimpleQueryMessage;
 
-use super::conn;
-use crate::store::StoreError;
+use super::{conn, records};
+use crate::store::{RecordWrite, StoreError};
 
 pub const MAX_BATCH: usize = 256;
 const QUEUE_DEPTH: usize = 8192;
@@ -62,6 +62,21 @@ struct Job {
     finish: Finish,
 }
 
+/// A record create: a batch's creates run together as one statement.
+struct Create {
+    write: RecordWrite,
+    reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
+}
+
+enum Work {
+    Job(Job),
+    Create(Create),
+}
+
+/// What a batch's creates came to: each create's own result, or `None`
+/// when their statement failed (the transaction is aborted).
+type Created = Option<Vec<Result<Vec<i64>, StoreError>>>;
+
 /// Counters the writer keeps, read by diagnostics and metrics.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -79,7 +94,7 @@ fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
 
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Work>,
     pub stats: Arc<WriterStats>,
 }
 
@@ -107,6 +122,19 @@ impl Writer {
         let stats = Arc::new(WriterStats::default());
         tokio::spawn(run(pool, jobs, head, stats.clone()));
         Writer { queue, stats }
+    }
+
+    /// Create a record (with its events) in the next batch, together with
+    /// the batch's other creates; resolves once the batch has committed.
+    pub async fn create(&self, write: RecordWrite) -> Result<Vec<i64>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Work::Create(Create { write, reply }))
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the database connection failed before the commit".into())
+        })?
     }
 
     /// Run `work` in the next batch; resolves once the batch has committed.
@@ -153,7 +181,7 @@ impl Writer {
             finish,
         };
         self.queue
-            .send(job)
+            .send(Work::Job(job))
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer.await.map_err(|_| {
@@ -164,18 +192,22 @@ impl Writer {
 
 async fn run(
     pool: Pool,
-    mut jobs: mpsc::Receiver<Job>,
+    mut queue: mpsc::Receiver<Work>,
     head: watch::Sender<i64>,
     stats: Arc<WriterStats>,
 ) {
     let mut connection: Option<Object> = None;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let mut creates: Vec<Create> = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::Job(job) => batch.push(job),
+                Work::Create(create) => creates.push(create),
+            }
+            if batch.len() + creates.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
             }
         }
         if connection.as_ref().is_none_or(|c| c.is_closed()) {
@@ -186,14 +218,24 @@ async fn run(
                     for job in batch.drain(..) {
                         (job.finish)(Err(err_copy(&err)));
                     }
+                    for create in creates.drain(..) {
+                        let _ = create.reply.send(Err(err_copy(&err)));
+                    }
                     connection = None;
                     continue;
                 }
             }
         }
         let c = connection.as_ref().expect("connected above");
-        let count = batch.len() as u64;
-        let commits = commit_batch(c, std::mem::take(&mut batch), &head, &stats).await;
+        let count = (batch.len() + creates.len()) as u64;
+        let commits = commit_batch(
+            c,
+            std::mem::take(&mut batch),
+            std::mem::take(&mut creates),
+            &head,
+            &stats,
+        )
+        .await;
         if c.is_closed() {
             connection = None;
         }
@@ -218,33 +260,38 @@ fn err_copy(err: &StoreError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-/// Commit `jobs` together, or — if a statement failed — each on its own.
-/// Every job is finished; returns how many transactions committed.
+/// Commit `jobs` and `creates` together, or — if a statement failed — each
+/// on its own. Every write is answered; returns how many transactions
+/// committed.
 async fn commit_batch(
     c: &ClientWrapper,
     mut jobs: Vec<Job>,
+    creates: Vec<Create>,
     head: &watch::Sender<i64>,
     stats: &WriterStats,
 ) -> u64 {
-    let appends = jobs.iter().any(|job| job.kind.appends());
+    let appends = !creates.is_empty() || jobs.iter().any(|job| job.kind.appends());
     let started = std::time::Instant::now();
-    let ran = run_together(c, &mut jobs, appends).await;
+    let ran = run_together(c, &mut jobs, &creates, appends).await;
     add_elapsed(&stats.statement_micros, started);
     let outcome = match ran {
-        Ok(true) => {
+        Ok(Some(created)) => {
             let committing = std::time::Instant::now();
             let finished = finish(c, appends).await;
             add_elapsed(&stats.commit_micros, committing);
-            finished
+            finished.map(|sequence| (sequence, created))
         }
-        Ok(false) => Err(None),
+        Ok(None) => Err(None),
         Err(err) => Err(Some(err)),
     };
     match outcome {
-        Ok(sequence) => {
+        Ok((sequence, created)) => {
             publish(head, sequence);
             for job in jobs {
                 (job.finish)(Ok(()));
+            }
+            for (create, result) in creates.into_iter().zip(created) {
+                let _ = create.reply.send(result);
             }
             1
         }
@@ -253,11 +300,15 @@ async fn commit_batch(
                 let _ = c.batch_execute("ROLLBACK").await;
             }
             match err {
-                // A statement failed: run every write alone.
-                None if !c.is_closed() && jobs.len() > 1 => {
+                // A statement failed: run every write alone, so only the
+                // failing one fails.
+                None if !c.is_closed() && jobs.len() + creates.len() > 1 => {
                     let mut commits = 0;
                     for job in jobs {
                         commits += commit_alone(c, job, head).await;
+                    }
+                    for create in creates {
+                        commits += create_alone(c, create, head).await;
                     }
                     commits
                 }
@@ -266,7 +317,11 @@ async fn commit_batch(
                     for job in jobs {
                         (job.finish)(Ok(()));
                     }
-                    0
+                    let mut commits = 0;
+                    for create in creates {
+                        commits += create_alone(c, create, head).await;
+                    }
+                    commits
                 }
                 other => {
                     let err = other.unwrap_or_else(|| {
@@ -276,6 +331,9 @@ async fn commit_batch(
                     for job in jobs {
                         (job.finish)(Err(err_copy(&err)));
                     }
+                    for create in creates {
+                        let _ = create.reply.send(Err(err_copy(&err)));
+                    }
                     0
                 }
             }
@@ -283,26 +341,67 @@ async fn commit_batch(
     }
 }
 
-/// BEGIN, run every job (single statements pipelined, then the others one by
-/// one). `Ok(false)` when a statement failed.
+/// BEGIN, then every write: the creates as one statement and the other
+/// single statements pipelined with it, then the rest one by one.
+/// `Ok(None)` when a statement failed.
 async fn run_together(
     c: &ClientWrapper,
     jobs: &mut [Job],
+    creates: &[Create],
     appends: bool,
-) -> Result<bool, StoreError> {
+) -> Result<Created, StoreError> {
     let (statements, others): (Vec<&mut Job>, Vec<&mut Job>) =
         jobs.iter_mut().partition(|job| job.kind == Kind::Statement);
-    // BEGIN goes out in the same flight as the statements.
-    let (begun, mut ran) = futures_util::future::join(
+    let writes: Vec<&RecordWrite> = creates.iter().map(|create| &create.write).collect();
+    // BEGIN goes out first, in the same flight as the statements.
+    let (begun, mut ran, created) = futures_util::future::join3(
         begin(c, appends),
         join_all(statements.into_iter().map(|job| (job.attempt)(c))),
+        async {
+            if writes.is_empty() {
+                Ok(Vec::new())
+            } else {
+                records::create_many(c, &writes).await
+            }
+        },
     )
     .await;
     begun?;
     for job in others {
         ran.push((job.attempt)(c).await);
     }
-    Ok(ran.iter().all(|r| *r != Ran::Failed))
+    let created = created.ok();
+    Ok(created.filter(|_| ran.iter().all(|r| *r != Ran::Failed)))
+}
+
+/// One create in a transaction of its own.
+async fn create_alone(c: &ClientWrapper, create: Create, head: &watch::Sender<i64>) -> u64 {
+    let outcome = async {
+        begin(c, true).await?;
+        let mut created = records::create_many(c, &[&create.write]).await?;
+        let result = created
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Backend("a create lost its row".into())));
+        let sequence = finish(c, true).await.map_err(|err| {
+            err.unwrap_or_else(|| StoreError::Unavailable("the connection was closed".into()))
+        })?;
+        Ok::<_, StoreError>((sequence, result))
+    }
+    .await;
+    match outcome {
+        Ok((sequence, result)) => {
+            publish(head, sequence);
+            let _ = create.reply.send(result);
+            1
+        }
+        Err(err) => {
+            if !c.is_closed() {
+                let _ = c.batch_execute("ROLLBACK").await;
+            }
+            let _ = create.reply.send(Err(err));
+            0
+        }
+    }
 }
 
 async fn commit_alone(c: &ClientWrapper, mut job: Job, head: &watch::Sender<i64>) -> u64 {
