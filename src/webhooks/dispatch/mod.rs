@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 
 use super::address::AddressPolicy;
 use super::endpoint::EndpointService;
@@ -105,7 +105,12 @@ pub(crate) struct Shared {
     identity_clients: std::sync::Mutex<HashMap<String, (String, Arc<sender::Clients>)>>,
     metrics: Arc<DeliveryMetrics>,
     recorder: recorder::Recorder,
+    /// Successful attempts answered before their record commits, at most
+    /// [`UNRECORDED`] at a time.
+    unrecorded: Arc<Semaphore>,
 }
+
+const UNRECORDED: usize = 4096;
 
 pub fn start(
     inbox: Inbox,
@@ -124,6 +129,7 @@ pub fn start(
         clients,
         identity_clients: std::sync::Mutex::new(HashMap::new()),
         metrics,
+        unrecorded: Arc::new(Semaphore::new(UNRECORDED)),
     });
     let (keeper_tx, keeper_rx) = mpsc::unbounded_channel();
     let poke = Arc::new(Notify::new());

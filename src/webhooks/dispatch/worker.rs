@@ -335,7 +335,8 @@ impl Worker {
     }
 }
 
-/// Send once, record the outcome, apply 410 and auto-disable, report back.
+/// Send once, record the outcome, apply 410 and auto-disable, report back
+/// (a success is reported back before its record commits).
 async fn attempt(
     shared: Arc<Shared>,
     endpoint: Arc<OpenedEndpoint>,
@@ -388,6 +389,23 @@ async fn attempt(
         response_snippet: sent.snippet.clone(),
         outcome,
     };
+    // Nothing below depends on the record once the endpoint said yes: free
+    // the slot now instead of after the commit, so a database with slower
+    // commits does not throttle sending (up to a bound of unrecorded
+    // successes per process). Until the record commits the delivery stays
+    // pending in the store; after a crash, or a lease moving, it is sent
+    // again, never lost.
+    let unrecorded = succeeded
+        .then(|| shared.unrecorded.clone().try_acquire_owned().ok())
+        .flatten();
+    if let Some(_permit) = unrecorded {
+        let _ = done.send(Done {
+            job,
+            retry_at: None,
+        });
+        shared.recorder.record(record).await;
+        return;
+    }
     let failing_since = shared.recorder.record(record).await;
     if gone {
         stop(&shared, &endpoint.stored.id, Stop::Gone).await;
