@@ -129,18 +129,24 @@ pub async fn record_attempts(
         reasons.push(reason);
         completed.push(done);
     }
-    execute(
+    // The three statements do not depend on each other: they go out in one
+    // flight (one round trip instead of three).
+    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&ids, &attempted, &durations, &http, &errors, &snippets];
+    let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &ids, &statuses, &next_at, &reasons, &completed, &attempted, &http, &errors,
+    ];
+    let insert = execute(
         c,
         "INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, http_status,
                                         error_kind, response_snippet)
          SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::FLOAT8[], $4::BIGINT[], $5::TEXT[],
                               $6::TEXT[])",
-        &[&ids, &attempted, &durations, &http, &errors, &snippets],
-    )
-    .await?;
+        &insert_params,
+    );
     // Only a pending delivery moves on: one that was cancelled or failed
     // meanwhile (endpoint disabled or deleted) keeps its state.
-    execute(
+    let update = execute(
         c,
         "UPDATE deliveries d SET attempts = d.attempts + 1, status = u.status,
              next_attempt_at = COALESCE(u.next_at, d.next_attempt_at), failure_reason = u.reason,
@@ -150,12 +156,11 @@ pub async fn record_attempts(
                      $7::BIGINT[], $8::TEXT[])
               AS u(id, status, next_at, reason, completed, attempted, http, error)
          WHERE d.id = u.id AND d.status = 'pending'",
-        &[
-            &ids, &statuses, &next_at, &reasons, &completed, &attempted, &http, &errors,
-        ],
-    )
-    .await?;
-    failing_since(c, &records).await
+        &update_params,
+    );
+    let (_, _, after) =
+        futures_util::future::try_join3(insert, update, failing_since(c, &records)).await?;
+    Ok(after)
 }
 
 /// Apply the batch's outcomes, in order, to each endpoint's `failing_since`

@@ -324,7 +324,7 @@ impl DeliveryStore for PostgresStore {
         records: Vec<AttemptRecord>,
     ) -> Result<Vec<Option<String>>, StoreError> {
         self.writer
-            .write(Kind::Plain, move |c| {
+            .write(Kind::Pipelined, move |c| {
                 Box::pin(deliveries::record_attempts(c, records.clone()))
             })
             .await

@@ -108,6 +108,10 @@ pub enum Kind {
     Appends,
     /// Several statements that do neither.
     Plain,
+    /// Statements that neither append nor read what another write of the
+    /// batch changes (recording attempt outcomes): pipelined with the
+    /// batch's single statements, without the append lock.
+    Pipelined,
 }
 
 impl Kind {
@@ -350,8 +354,9 @@ async fn run_together(
     creates: &[Create],
     appends: bool,
 ) -> Result<Created, StoreError> {
-    let (statements, others): (Vec<&mut Job>, Vec<&mut Job>) =
-        jobs.iter_mut().partition(|job| job.kind == Kind::Statement);
+    let (statements, others): (Vec<&mut Job>, Vec<&mut Job>) = jobs
+        .iter_mut()
+        .partition(|job| matches!(job.kind, Kind::Statement | Kind::Pipelined));
     let writes: Vec<&RecordWrite> = creates.iter().map(|create| &create.write).collect();
     // BEGIN goes out first, in the same flight as the statements.
     let (begun, mut ran, created) = futures_util::future::join3(
