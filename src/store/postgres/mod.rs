@@ -123,6 +123,29 @@ impl PostgresStore {
         conn::get(&self.pool).await
     }
 
+    /// Run `prune` (which removes at most [`PRUNE_BATCH`] rows) in writes of
+    /// its own until it removes fewer; returns how many rows went.
+    async fn prune_in_batches<F>(&self, prune: F) -> Result<u64, StoreError>
+    where
+        F: for<'c> Fn(
+                &'c deadpool_postgres::ClientWrapper,
+            ) -> futures_util::future::BoxFuture<'c, Result<u64, StoreError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let prune = std::sync::Arc::new(prune);
+        let mut removed = 0;
+        loop {
+            let prune = prune.clone();
+            let batch = self.writer.write(Kind::Plain, move |c| prune(c)).await?;
+            removed += batch;
+            if batch < PRUNE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
     /// The server's WAL flush count (`pg_stat_wal`, PostgreSQL 14 and later).
     async fn wal_syncs(&self) -> Option<u64> {
         let c = self.client().await.ok()?;
@@ -375,20 +398,9 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn purge_deliveries(&self, before: &str) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        loop {
-            let before = before.to_owned();
-            let batch = self
-                .writer
-                .write(Kind::Plain, move |c| {
-                    Box::pin(deliveries::purge(c, before.clone(), PRUNE_BATCH))
-                })
-                .await?;
-            removed += batch;
-            if batch < PRUNE_BATCH as u64 {
-                return Ok(removed);
-            }
-        }
+        let before = before.to_owned();
+        self.prune_in_batches(move |c| Box::pin(deliveries::purge(c, before.clone(), PRUNE_BATCH)))
+            .await
     }
 
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
@@ -478,20 +490,9 @@ impl AuditStore for PostgresStore {
     }
 
     async fn prune_audit(&self, before: &str) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        loop {
-            let before = before.to_owned();
-            let batch = self
-                .writer
-                .write(Kind::Plain, move |c| {
-                    Box::pin(audit::prune(c, before.clone(), PRUNE_BATCH))
-                })
-                .await?;
-            removed += batch;
-            if batch < PRUNE_BATCH as u64 {
-                return Ok(removed);
-            }
-        }
+        let before = before.to_owned();
+        self.prune_in_batches(move |c| Box::pin(audit::prune(c, before.clone(), PRUNE_BATCH)))
+            .await
     }
 }
 

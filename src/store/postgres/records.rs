@@ -96,6 +96,23 @@ impl EventColumns {
     }
 }
 
+/// The deliveries of the events a statement's `ev` CTE appended: one per
+/// enabled endpoint subscribed to each event's type, ids in (sequence,
+/// endpoint) order.
+const DELIVERIES: &str = "d AS (
+    INSERT INTO deliveries (id, endpoint_id, event_sequence, event_id, event_type,
+                            record_key, status, next_attempt_at, created_at)
+    SELECT nextval('delivery_ids'), x.* FROM (
+        SELECT s.endpoint_id, ev.sequence, ev.id, ev.event_type,
+               CASE WHEN ev.record_id IS NULL THEN NULL
+                    ELSE ev.record_type || ':' || ev.record_id END,
+               'pending', (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
+               ev.occurred_at
+        FROM ev JOIN endpoint_subscriptions s ON s.event_type = ev.event_type
+        JOIN webhook_endpoints wh ON wh.id = s.endpoint_id
+        WHERE wh.status = 'enabled' AND wh.deleted_at IS NULL
+        ORDER BY ev.sequence, s.endpoint_id) x)";
+
 /// One record write is one statement (one round trip): the reference and
 /// version checks, the change, its events and their deliveries. The checks
 /// do not raise errors: they gate the change and are reported back, so a
@@ -128,19 +145,7 @@ fn statement(change: &str, current: &str, gate: &str) -> String {
                             actor_id, record_type, record_id, data, n)
                    WHERE (SELECT go FROM gate) ORDER BY n) e
              RETURNING sequence, id, event_type, occurred_at, record_type, record_id),
-         d AS (
-             INSERT INTO deliveries (id, endpoint_id, event_sequence, event_id, event_type,
-                                     record_key, status, next_attempt_at, created_at)
-             SELECT nextval('delivery_ids'), x.* FROM (
-                 SELECT s.endpoint_id, ev.sequence, ev.id, ev.event_type,
-                        CASE WHEN ev.record_id IS NULL THEN NULL
-                             ELSE ev.record_type || ':' || ev.record_id END,
-                        'pending', (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
-                        ev.occurred_at
-                 FROM ev JOIN endpoint_subscriptions s ON s.event_type = ev.event_type
-                 JOIN webhook_endpoints w ON w.id = s.endpoint_id
-                 WHERE w.status = 'enabled' AND w.deleted_at IS NULL
-                 ORDER BY ev.sequence, s.endpoint_id) x)
+         {DELIVERIES}
          SELECT (SELECT ok FROM refs), (SELECT version FROM cur),
                 ARRAY(SELECT sequence FROM ev ORDER BY sequence)"
     )
@@ -151,7 +156,9 @@ fn statement(change: &str, current: &str, gate: &str) -> String {
 /// reference check: a create whose reference points nowhere changes nothing
 /// and is reported, the others go ahead. Events get sequences in the order
 /// of the writes. The caller holds the append lock.
-const CREATE_MANY: &str = "
+static CREATE_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
     WITH w AS (
         SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[])
             WITH ORDINALITY AS w(id, record_type, patient_id, body, at, n)),
@@ -176,23 +183,13 @@ const CREATE_MANY: &str = "
                e.occurred_at, e.actor_type, e.actor_id, e.record_type, e.record_id, e.data
         FROM (SELECT * FROM u WHERE EXISTS (SELECT 1 FROM ok WHERE ok.n = u.n) ORDER BY k) e
         RETURNING sequence, id, event_type, occurred_at, record_type, record_id),
-    d AS (
-        INSERT INTO deliveries (id, endpoint_id, event_sequence, event_id, event_type,
-                                record_key, status, next_attempt_at, created_at)
-        SELECT nextval('delivery_ids'), x.* FROM (
-            SELECT s.endpoint_id, ev.sequence, ev.id, ev.event_type,
-                   CASE WHEN ev.record_id IS NULL THEN NULL
-                        ELSE ev.record_type || ':' || ev.record_id END,
-                   'pending', (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
-                   ev.occurred_at
-            FROM ev JOIN endpoint_subscriptions s ON s.event_type = ev.event_type
-            JOIN webhook_endpoints wh ON wh.id = s.endpoint_id
-            WHERE wh.status = 'enabled' AND wh.deleted_at IS NULL
-            ORDER BY ev.sequence, s.endpoint_id) x)
+    {DELIVERIES}
     SELECT w.n, EXISTS (SELECT 1 FROM bad WHERE bad.n = w.n),
            ARRAY(SELECT ev.sequence FROM ev JOIN u ON u.id = ev.id
                  WHERE u.n = w.n ORDER BY ev.sequence)
-    FROM w ORDER BY w.n";
+    FROM w ORDER BY w.n"
+    )
+});
 
 /// Apply several creates inside the caller's transaction (which holds the
 /// append lock). The outer error is a failed statement (the transaction is
@@ -240,7 +237,7 @@ pub async fn create_many(
     let ev = EventColumns::of(&events);
     let rows = query(
         c,
-        CREATE_MANY,
+        &CREATE_MANY,
         &[
             &ids,
             &types,
