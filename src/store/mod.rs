@@ -166,9 +166,6 @@ pub struct WriterTime {
     pub statements: std::time::Duration,
     /// Publishing the head and COMMIT (the server's WAL flush).
     pub commit: std::time::Duration,
-    /// WAL flushes (fsyncs) the database server made, all sessions
-    /// together, when it reports them.
-    pub server_wal_syncs: Option<u64>,
 }
 
 #[async_trait]

@@ -471,28 +471,9 @@ async fn a_killed_process_s_endpoints_are_taken_over_and_nothing_acknowledged_is
     }
     // At least once: what the killed process had in flight may arrive twice.
     for path in &paths {
-        wait_for_all(&listener, path, &acked, Duration::from_secs(60)).await;
-    }
-}
-
-/// Wait until every id in `acked` has reached `path`.
-async fn wait_for_all(listener: &Listener, path: &str, acked: &BTreeSet<i64>, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let delivered: BTreeSet<i64> = listener
-            .received(path)
-            .iter()
-            .map(|r| r.json()["data"]["id"].as_i64().unwrap())
-            .collect();
-        let missing: Vec<_> = acked.difference(&delivered).take(5).collect();
-        if missing.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path}: acknowledged events never delivered, e.g. {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        listener
+            .wait_for_records(path, &acked, Duration::from_secs(60))
+            .await;
     }
 }
 
@@ -601,7 +582,9 @@ async fn the_processes_ride_out_a_database_restart() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    wait_for_all(&listener, "restart", &acked, Duration::from_secs(60)).await;
+    listener
+        .wait_for_records("restart", &acked, Duration::from_secs(60))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

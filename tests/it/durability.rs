@@ -587,23 +587,9 @@ async fn every_acknowledged_event_reaches_the_listener_across_kill_9() {
     assert_eq!(created.status(), 201);
     let acked = write_then_kill(&mut server, &client, &key, 6, "D").await;
     let _server = serve_with(&db, &log, &flags);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let delivered: BTreeSet<i64> = listener
-            .received("crash")
-            .iter()
-            .map(|r| r.json()["data"]["id"].as_i64().unwrap())
-            .collect();
-        let missing: Vec<_> = acked.difference(&delivered).take(5).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged events never delivered, e.g. {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    listener
+        .wait_for_records("crash", &acked, Duration::from_secs(60))
+        .await;
 }
 
 /// A whole scenario at debug log level: records with marker values,
@@ -733,35 +719,46 @@ async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
     }
 }
 
-/// A write the database itself rejects (here: an event id already taken)
-/// fails alone; the writes committed with it in the same batch succeed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_the_database_rejects_fails_alone_in_its_batch() {
+/// A create of `record_type` `id` with its one `.created` event, written
+/// straight to the store.
+fn store_create(
+    record_type: &str,
+    id: i64,
+    event_id: String,
+    references: Vec<chartwire::store::Reference>,
+) -> chartwire::store::RecordWrite {
     use chartwire::store::{NewEvent, RecordChange, RecordWrite};
-    let app = TestApp::spawn().await;
-    let store = app.server().store.clone();
-    let write = |id: i64, event_id: String| RecordWrite {
-        record_type: "task".into(),
+    RecordWrite {
+        record_type: record_type.into(),
         change: RecordChange::Create {
             id,
             patient_id: None,
-            body: json!({"object": "task", "id": id, "title": "Batch"}),
+            body: json!({"object": record_type, "id": id}),
             at: "2026-12-03T10:00:00.000000Z".into(),
         },
-        references: Vec::new(),
+        references,
         events: vec![NewEvent {
             id: event_id,
-            event_type: "task.created".into(),
+            event_type: format!("{record_type}.created"),
             category: "record".into(),
             payload_version: 1,
             occurred_at: "2026-12-03T10:00:00.000000Z".into(),
             actor_type: "system".into(),
             actor_id: None,
-            record_type: Some("task".into()),
+            record_type: Some(record_type.into()),
             record_id: Some(id),
-            data: json!({"object": "task", "id": id}),
+            data: json!({"object": record_type, "id": id}),
         }],
-    };
+    }
+}
+
+/// A write the database itself rejects (here: an event id already taken)
+/// fails alone; the writes committed with it in the same batch succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_database_rejects_fails_alone_in_its_batch() {
+    let app = TestApp::spawn().await;
+    let store = app.server().store.clone();
+    let write = |id: i64, event_id: String| store_create("task", id, event_id, Vec::new());
     let taken = "evt_01M8Z0000000000000000TAKEN".to_owned();
     let first = store.allocate_record_id().await.unwrap();
     store
@@ -807,31 +804,17 @@ async fn a_write_the_database_rejects_fails_alone_in_its_batch() {
 /// commit, each with its own event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_in_one_batch_are_refused_or_kept_one_by_one() {
-    use chartwire::store::{NewEvent, RecordChange, RecordWrite, Reference, StoreError};
+    use chartwire::store::{Reference, StoreError};
     let app = TestApp::spawn().await;
     let store = app.server().store.clone();
     let patient = store.allocate_record_id().await.unwrap();
-    let create = |id: i64, record_type: &str, references: Vec<Reference>| RecordWrite {
-        record_type: record_type.into(),
-        change: RecordChange::Create {
+    let create = |id: i64, record_type: &str, references: Vec<Reference>| {
+        store_create(
+            record_type,
             id,
-            patient_id: None,
-            body: json!({"object": record_type, "id": id}),
-            at: "2026-12-04T10:00:00.000000Z".into(),
-        },
-        references,
-        events: vec![NewEvent {
-            id: format!("evt_01M9A000000000000000000{id:03}"),
-            event_type: format!("{record_type}.created"),
-            category: "record".into(),
-            payload_version: 1,
-            occurred_at: "2026-12-04T10:00:00.000000Z".into(),
-            actor_type: "system".into(),
-            actor_id: None,
-            record_type: Some(record_type.into()),
-            record_id: Some(id),
-            data: json!({"object": record_type, "id": id}),
-        }],
+            format!("evt_01M9A000000000000000000{id:03}"),
+            references,
+        )
     };
     store
         .write_record(create(patient, "patient", Vec::new()))

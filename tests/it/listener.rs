@@ -111,6 +111,33 @@ impl Listener {
             .insert(name.to_owned(), behaviour);
     }
 
+    /// Wait until every record id in `acked` has arrived at `name` (as
+    /// `data.id` of a webhook body), or fail naming a few that did not.
+    pub async fn wait_for_records(
+        &self,
+        name: &str,
+        acked: &std::collections::BTreeSet<i64>,
+        within: Duration,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            let delivered: std::collections::BTreeSet<i64> = self
+                .received(name)
+                .iter()
+                .map(|r| r.json()["data"]["id"].as_i64().unwrap())
+                .collect();
+            let missing: Vec<_> = acked.difference(&delivered).take(5).collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: acknowledged events never delivered, e.g. {missing:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn received(&self, name: &str) -> Vec<Received> {
         self.inner
             .lock()

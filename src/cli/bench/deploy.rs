@@ -125,6 +125,18 @@ impl BenchServer {
         })
     }
 
+    /// WAL flushes the PostgreSQL server has made so far, all sessions
+    /// together (`pg_stat_wal`, PostgreSQL 14 and later); `None` on SQLite.
+    pub async fn server_wal_syncs(&self) -> Option<u64> {
+        let (admin, _) = self.created.as_ref()?;
+        let client = admin_client(admin).await.ok()?;
+        let row = client
+            .query_one("SELECT wal_sync FROM pg_stat_wal", &[])
+            .await
+            .ok()?;
+        row.get::<_, i64>(0).try_into().ok()
+    }
+
     pub fn base(&self) -> &str {
         &self.bases[0]
     }

@@ -48,10 +48,12 @@ pub async fn run(args: WritesArgs) -> anyhow::Result<()> {
     let bench = BenchServer::start(&args.deploy, Vec::new()).await?;
     let fsync_before = fsync_rate(&bench.dir, 200)?;
     let before = bench.store.diagnostics().await?;
+    let wal_before = bench.server_wal_syncs().await;
     let started = Instant::now();
     let mut latencies = drive_creates(&bench, args.count, args.concurrency, None).await?;
     let elapsed = started.elapsed();
     let after = bench.store.diagnostics().await?;
+    let wal_after = bench.server_wal_syncs().await;
     let fsync_after = fsync_rate(&bench.dir, 200)?;
     bench.stop().await?;
 
@@ -95,14 +97,14 @@ pub async fn run(args: WritesArgs) -> anyhow::Result<()> {
             per_commit(a.statements.saturating_sub(b.statements)),
             per_commit(a.commit.saturating_sub(b.commit)),
         );
-        if let (Some(b), Some(a)) = (b.server_wal_syncs, a.server_wal_syncs) {
-            println!(
-                "  server fsyncs     {} WAL flushes, {:.2} per commit, {:.3} per write",
-                a - b,
-                (a - b) as f64 / commits.max(1) as f64,
-                (a - b) as f64 / writes.max(1) as f64
-            );
-        }
+    }
+    if let (Some(b), Some(a)) = (wal_before, wal_after) {
+        println!(
+            "  server fsyncs     {} WAL flushes, {:.2} per commit, {:.3} per write",
+            a - b,
+            (a - b) as f64 / commits.max(1) as f64,
+            (a - b) as f64 / writes.max(1) as f64
+        );
     }
     println!(
         "  single fsync      {fsync_before:.0}/s before, {fsync_after:.0}/s after (this disk, same run)"

@@ -145,15 +145,6 @@ impl PostgresStore {
             }
         }
     }
-
-    /// The server's WAL flush count (`pg_stat_wal`, PostgreSQL 14 and later).
-    async fn wal_syncs(&self) -> Option<u64> {
-        let c = self.client().await.ok()?;
-        let row = conn::query_opt(&c, "SELECT wal_sync FROM pg_stat_wal", &[])
-            .await
-            .ok()??;
-        row.get::<_, i64>(0).try_into().ok()
-    }
 }
 
 #[async_trait]
@@ -564,7 +555,6 @@ impl StoreHealth for PostgresStore {
 
     async fn diagnostics(&self) -> Result<Diagnostics, StoreError> {
         let (synchronous, fsync) = self.settings.clone();
-        let server_wal_syncs = self.wal_syncs().await;
         Ok(Diagnostics {
             backend: "postgres",
             journal_mode: if fsync == "on" {
@@ -584,7 +574,6 @@ impl StoreHealth for PostgresStore {
                 commit: Duration::from_micros(
                     self.writer.stats.commit_micros.load(Ordering::Relaxed),
                 ),
-                server_wal_syncs,
             }),
         })
     }

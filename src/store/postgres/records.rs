@@ -2,6 +2,7 @@
 
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::conn::{query, query_one, query_opt};
 use crate::store::{NewEvent, RecordChange, RecordQuery, RecordWrite, StoreError, StoredRecord};
@@ -65,34 +66,55 @@ pub async fn allocate_ids(c: &ClientWrapper, count: i64) -> Result<Vec<i64>, Sto
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The events of one write as column arrays, for `unnest`.
-struct EventColumns {
-    id: Vec<String>,
-    event_type: Vec<String>,
-    category: Vec<String>,
+/// Events as column arrays, for `unnest`, borrowing their text (only the
+/// data is serialized).
+#[derive(Default)]
+struct EventColumns<'a> {
+    id: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    category: Vec<&'a str>,
     payload_version: Vec<i64>,
-    occurred_at: Vec<String>,
-    actor_type: Vec<String>,
-    actor_id: Vec<Option<String>>,
-    record_type: Vec<Option<String>>,
+    occurred_at: Vec<&'a str>,
+    actor_type: Vec<&'a str>,
+    actor_id: Vec<Option<&'a str>>,
+    record_type: Vec<Option<&'a str>>,
     record_id: Vec<Option<i64>>,
     data: Vec<String>,
 }
 
-impl EventColumns {
-    fn of(events: &[NewEvent]) -> EventColumns {
-        EventColumns {
-            id: events.iter().map(|e| e.id.clone()).collect(),
-            event_type: events.iter().map(|e| e.event_type.clone()).collect(),
-            category: events.iter().map(|e| e.category.clone()).collect(),
-            payload_version: events.iter().map(|e| e.payload_version).collect(),
-            occurred_at: events.iter().map(|e| e.occurred_at.clone()).collect(),
-            actor_type: events.iter().map(|e| e.actor_type.clone()).collect(),
-            actor_id: events.iter().map(|e| e.actor_id.clone()).collect(),
-            record_type: events.iter().map(|e| e.record_type.clone()).collect(),
-            record_id: events.iter().map(|e| e.record_id).collect(),
-            data: events.iter().map(|e| e.data.to_string()).collect(),
+impl<'a> EventColumns<'a> {
+    fn of(events: impl IntoIterator<Item = &'a NewEvent>) -> EventColumns<'a> {
+        let mut columns = EventColumns::default();
+        for e in events {
+            columns.id.push(&e.id);
+            columns.event_type.push(&e.event_type);
+            columns.category.push(&e.category);
+            columns.payload_version.push(e.payload_version);
+            columns.occurred_at.push(&e.occurred_at);
+            columns.actor_type.push(&e.actor_type);
+            columns.actor_id.push(e.actor_id.as_deref());
+            columns.record_type.push(e.record_type.as_deref());
+            columns.record_id.push(e.record_id);
+            columns.data.push(e.data.to_string());
         }
+        columns
+    }
+
+    /// The ten columns as statement parameters, in the order both record
+    /// statements take them.
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.id,
+            &self.event_type,
+            &self.category,
+            &self.payload_version,
+            &self.occurred_at,
+            &self.actor_type,
+            &self.actor_id,
+            &self.record_type,
+            &self.record_id,
+            &self.data,
+        ]
     }
 }
 
@@ -206,7 +228,6 @@ pub async fn create_many(
     let mut ats = Vec::with_capacity(writes.len());
     let (mut ref_n, mut ref_types, mut ref_ids) = (Vec::new(), Vec::new(), Vec::new());
     let mut ev_n: Vec<i64> = Vec::new();
-    let mut events: Vec<NewEvent> = Vec::new();
     for (n, write) in (1i64..).zip(writes) {
         let RecordChange::Create {
             id,
@@ -229,38 +250,17 @@ pub async fn create_many(
             ref_types.push(reference.record_type.as_str());
             ref_ids.push(reference.id);
         }
-        for event in &write.events {
-            ev_n.push(n);
-            events.push(event.clone());
-        }
+        ev_n.extend(std::iter::repeat_n(n, write.events.len()));
     }
-    let ev = EventColumns::of(&events);
-    let rows = query(
-        c,
-        &CREATE_MANY,
-        &[
-            &ids,
-            &types,
-            &patients,
-            &bodies,
-            &ats,
-            &ref_n,
-            &ref_types,
-            &ref_ids,
-            &ev_n,
-            &ev.id,
-            &ev.event_type,
-            &ev.category,
-            &ev.payload_version,
-            &ev.occurred_at,
-            &ev.actor_type,
-            &ev.actor_id,
-            &ev.record_type,
-            &ev.record_id,
-            &ev.data,
-        ],
-    )
-    .await?;
+    let ev = EventColumns::of(writes.iter().flat_map(|write| &write.events));
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &ids, &types, &patients, &bodies, &ats, &ref_n, &ref_types, &ref_ids, &ev_n,
+    ];
+    params.extend(ev.params());
+    let rows = query(c, &CREATE_MANY, &params).await?;
+    if rows.len() != writes.len() {
+        return Err(StoreError::Backend("a batch of creates lost a row".into()));
+    }
     let mut outcomes = Vec::with_capacity(writes.len());
     for (row, write) in rows.iter().zip(writes) {
         let refused: bool = row.get(1);
@@ -269,9 +269,6 @@ pub async fn create_many(
         } else {
             outcomes.push(Ok(row.get::<_, Vec<i64>>(2)));
         }
-    }
-    if outcomes.len() != writes.len() {
-        return Err(StoreError::Backend("a batch of creates lost a row".into()));
     }
     Ok(outcomes)
 }
@@ -356,26 +353,12 @@ pub async fn apply(c: &ClientWrapper, write: RecordWrite) -> Result<Vec<i64>, St
             at,
         ),
     };
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
-        &id,
-        &record_type,
-        &p3,
-        &p4,
-        &p5,
-        &ref_types,
-        &ref_ids,
-        &ev.id,
-        &ev.event_type,
-        &ev.category,
-        &ev.payload_version,
-        &ev.occurred_at,
-        &ev.actor_type,
-        &ev.actor_id,
-        &ev.record_type,
-        &ev.record_id,
-        &ev.data,
-        &expected,
-    ];
+    let head: [&(dyn ToSql + Sync); 7] = [&id, &record_type, &p3, &p4, &p5, &ref_types, &ref_ids];
+    let params: Vec<&(dyn ToSql + Sync)> = head
+        .into_iter()
+        .chain(ev.params())
+        .chain([&expected as &(dyn ToSql + Sync)])
+        .collect();
     let row = query_one(c, &sql, &params).await?;
     let refs_ok: bool = row.get(0);
     let current: Option<i64> = row.get(1);

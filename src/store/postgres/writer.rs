@@ -110,7 +110,7 @@ pub enum Kind {
     Plain,
     /// Statements that neither append nor read what another write of the
     /// batch changes (recording attempt outcomes): pipelined with the
-    /// batch's single statements, without the append lock.
+    /// batch's single statements; they need no append lock of their own.
     Pipelined,
 }
 
@@ -305,23 +305,18 @@ async fn commit_batch(
             }
             match err {
                 // A statement failed: run every write alone, so only the
-                // failing one fails.
-                None if !c.is_closed() && jobs.len() + creates.len() > 1 => {
-                    let mut commits = 0;
-                    for job in jobs {
-                        commits += commit_alone(c, job, head).await;
-                    }
-                    for create in creates {
-                        commits += create_alone(c, create, head).await;
-                    }
-                    commits
-                }
+                // failing one fails. A lone job that failed already holds
+                // its own error; creates are re-run to get theirs.
                 None if !c.is_closed() => {
-                    // A single write failed: it gets its own error.
-                    for job in jobs {
-                        (job.finish)(Ok(()));
-                    }
+                    let alone = jobs.len() + creates.len() > 1;
                     let mut commits = 0;
+                    for job in jobs {
+                        if alone {
+                            commits += commit_alone(c, job, head).await;
+                        } else {
+                            (job.finish)(Ok(()));
+                        }
+                    }
                     for create in creates {
                         commits += create_alone(c, create, head).await;
                     }
