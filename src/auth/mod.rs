@@ -22,6 +22,8 @@ use crate::events::Actor;
 use crate::ids;
 use crate::store::{Store, StoreError, StoredKey};
 
+pub mod sessions;
+
 const KEY_PREFIX: &str = "cwk_";
 /// `last_used_at` is written at most this often per key.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);

@@ -14,6 +14,7 @@
 
 mod error;
 pub mod postgres;
+pub mod sessions;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -25,6 +26,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 pub use error::StoreError;
+pub use sessions::{SessionStore, StoredSession};
 pub use webhooks::{DeliveryStore, EndpointStore};
 
 /// A record as stored: `body` is the full representation the API returns.
@@ -340,6 +342,7 @@ pub trait Store:
     + DeliveryStore
     + AuditStore
     + SecretMetaStore
+    + SessionStore
     + StoreHealth
 {
 }
@@ -353,6 +356,7 @@ impl<T> Store for T where
         + DeliveryStore
         + AuditStore
         + SecretMetaStore
+        + SessionStore
         + StoreHealth
 {
 }

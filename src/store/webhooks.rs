@@ -143,6 +143,15 @@ pub struct Recovery {
     pub created: u64,
 }
 
+/// One endpoint's attempts in a period, for the admin page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptStats {
+    pub endpoint_id: String,
+    pub attempts: i64,
+    /// Attempts answered with a 2xx status.
+    pub succeeded: i64,
+}
+
 /// Counts for metrics.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryStats {
@@ -219,4 +228,6 @@ pub trait DeliveryStore: Send + Sync {
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError>;
     /// The endpoint's most recent delivery that has been attempted.
     async fn last_attempted(&self, endpoint_id: &str) -> Result<Option<DeliveryRow>, StoreError>;
+    /// Attempts made since `since` (RFC 3339), per endpoint that made any.
+    async fn attempt_stats(&self, since: &str) -> Result<Vec<AttemptStats>, StoreError>;
 }

@@ -11,8 +11,8 @@ use tokio_postgres::Row;
 use super::conn::{execute, query, query_opt};
 use super::writer::CHANNEL;
 use crate::store::webhooks::{
-    AttemptOutcome, AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats,
-    PendingDelivery, Recovery,
+    AttemptOutcome, AttemptRecord, AttemptRow, AttemptStats, DeliveryFilter, DeliveryRow,
+    DeliveryStats, PendingDelivery, Recovery,
 };
 use crate::store::{NewEvent, StoreError};
 
@@ -403,4 +403,27 @@ pub async fn last_attempted(
     )
     .await?;
     Ok(row.as_ref().map(row_from))
+}
+
+pub async fn attempt_stats(
+    c: &ClientWrapper,
+    since: &str,
+) -> Result<Vec<AttemptStats>, StoreError> {
+    let rows = query(
+        c,
+        "SELECT d.endpoint_id, COUNT(*),
+                COUNT(*) FILTER (WHERE a.http_status BETWEEN 200 AND 299)
+         FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+         WHERE a.attempted_at >= $1 GROUP BY d.endpoint_id",
+        &[&since],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AttemptStats {
+            endpoint_id: r.get(0),
+            attempts: r.get(1),
+            succeeded: r.get(2),
+        })
+        .collect())
 }

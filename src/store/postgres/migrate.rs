@@ -6,10 +6,16 @@ use tokio_postgres::Client;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_admin_sessions.sql"),
+    ),
+];
 
 /// The advisory lock key that serializes migrations (any fixed number).
 const MIGRATION_LOCK: i64 = 0x6377_6d69_6772;

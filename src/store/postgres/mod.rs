@@ -26,6 +26,7 @@ mod keys;
 mod listen;
 mod migrate;
 mod records;
+mod sessions;
 mod writer;
 
 use std::sync::atomic::Ordering;
@@ -37,8 +38,8 @@ use tokio::sync::{Mutex, broadcast, watch};
 use tokio_postgres::NoTls;
 
 use crate::store::webhooks::{
-    AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
-    PendingDelivery, Recovery, StoredEndpoint,
+    AttemptRecord, AttemptRow, AttemptStats, DeliveryFilter, DeliveryRow, DeliveryStats,
+    EndpointSave, PendingDelivery, Recovery, StoredEndpoint,
 };
 use crate::store::{
     AuditEntry, AuditQuery, AuditStore, ClusterStore, DeliveryStore, Diagnostics, EndpointStore,
@@ -400,6 +401,10 @@ impl DeliveryStore for PostgresStore {
 
     async fn last_attempted(&self, endpoint_id: &str) -> Result<Option<DeliveryRow>, StoreError> {
         deliveries::last_attempted(&*self.client().await?, endpoint_id).await
+    }
+
+    async fn attempt_stats(&self, since: &str) -> Result<Vec<AttemptStats>, StoreError> {
+        deliveries::attempt_stats(&*self.client().await?, since).await
     }
 }
 

@@ -4,8 +4,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::store::webhooks::{
-    AttemptOutcome, AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats,
-    PendingDelivery, Recovery,
+    AttemptOutcome, AttemptRecord, AttemptRow, AttemptStats, DeliveryFilter, DeliveryRow,
+    DeliveryStats, PendingDelivery, Recovery,
 };
 use crate::store::{NewEvent, StoreError};
 
@@ -326,4 +326,23 @@ pub fn last_attempted(
         ))?
         .query_row(params![endpoint_id], row_from)
         .optional()?)
+}
+
+pub fn attempt_stats(conn: &Connection, since: &str) -> Result<Vec<AttemptStats>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.endpoint_id, COUNT(*),
+                SUM(CASE WHEN a.http_status BETWEEN 200 AND 299 THEN 1 ELSE 0 END)
+         FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+         WHERE a.attempted_at >= ?1 GROUP BY d.endpoint_id",
+    )?;
+    let rows = stmt
+        .query_map(params![since], |row| {
+            Ok(AttemptStats {
+                endpoint_id: row.get(0)?,
+                attempts: row.get(1)?,
+                succeeded: row.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_client_identity.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_admin_sessions.sql"),
+    ),
 ];
 
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@ mod keys;
 mod migrate;
 mod readers;
 mod records;
+mod sessions;
 mod writer;
 
 use std::fs::File;
@@ -35,8 +36,8 @@ use crate::store::{
 };
 
 use crate::store::webhooks::{
-    AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStats, EndpointSave,
-    PendingDelivery, Recovery, StoredEndpoint,
+    AttemptRecord, AttemptRow, AttemptStats, DeliveryFilter, DeliveryRow, DeliveryStats,
+    EndpointSave, PendingDelivery, Recovery, StoredEndpoint,
 };
 use crate::store::{
     DeliveryStore, Diagnostics, EndpointStore, EventPage, EventQuery, EventStore, KeyStore,
@@ -410,6 +411,13 @@ impl DeliveryStore for SqliteStore {
 
     async fn delivery_stats(&self) -> Result<DeliveryStats, StoreError> {
         self.readers.read(deliveries::stats).await
+    }
+
+    async fn attempt_stats(&self, since: &str) -> Result<Vec<AttemptStats>, StoreError> {
+        let since = since.to_owned();
+        self.readers
+            .read(move |conn| deliveries::attempt_stats(conn, &since))
+            .await
     }
 }
 
