@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Metrics};
 use crate::audit::Auditor;
 use crate::auth::KeyService;
+use crate::auth::sessions::{SessionService, SessionSettings};
 use crate::feed::FeedService;
 use crate::records::RecordService;
 use crate::secrets::MasterKey;
@@ -45,6 +46,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// PostgreSQL: the most connections this process's pool opens.
     pub database_pool: Option<usize>,
+    /// How long admin page sessions last.
+    pub admin_sessions: SessionSettings,
     pub webhooks: WebhookOptions,
 }
 
@@ -61,6 +64,7 @@ impl ServeConfig {
             api_rate_limit: Some(DEFAULT_API_RATE_LIMIT),
             tls: None,
             database_pool: None,
+            admin_sessions: SessionSettings::default(),
             webhooks: WebhookOptions::default(),
         }
     }
@@ -221,10 +225,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     )?;
     let audit = Auditor::new(store.clone());
     spawn_audit_flusher(audit.clone(), shutdown_rx.clone());
+    let keys = KeyService::new(store.clone());
+    let sessions = SessionService::new(
+        store.clone(),
+        keys.clone(),
+        audit.clone(),
+        config.admin_sessions,
+    );
     let state = AppState {
         records: RecordService::new(store.clone()),
         feed: FeedService::new(store.clone(), shutdown_rx.clone()),
-        keys: KeyService::new(store.clone()),
+        keys,
+        sessions: sessions.clone(),
+        secure_cookies: config.tls.is_some(),
         deliveries: DeliveryService::new(store.clone(), endpoints.clone(), dispatcher),
         endpoints,
         store: store.clone(),
@@ -245,9 +258,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             deliveries: options.delivery_retention,
             audit: config.audit_retention,
         },
+        sessions,
         shutdown_rx.clone(),
     );
-    let app = api::router(state);
+    let app = api::router(state.clone(), crate::admin::router(&state));
     let mut stop = shutdown_rx;
     let task = match &config.tls {
         Some(files) => {
@@ -290,7 +304,12 @@ fn cutoff(age: Duration) -> Option<String> {
 /// Delete events, finished deliveries and audit entries past their
 /// retention periods, checking a few times per period (at least every
 /// second, at most every ten minutes).
-fn spawn_pruner(store: Arc<dyn Store>, retention: Retention, mut shutdown: watch::Receiver<bool>) {
+fn spawn_pruner(
+    store: Arc<dyn Store>,
+    retention: Retention,
+    sessions: SessionService,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let every = (retention.events.min(retention.deliveries) / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(600));
     tokio::spawn(async move {
@@ -314,6 +333,9 @@ fn spawn_pruner(store: Arc<dyn Store>, retention: Retention, mut shutdown: watch
                     }
                     Err(err) => tracing::warn!(error = %err, "purging deliveries failed"),
                 }
+            }
+            if let Err(err) = sessions.prune().await {
+                tracing::warn!(error = %err, "pruning ended admin sessions failed");
             }
             if let Some(before) = cutoff(retention.audit)
                 && let Err(err) = store.prune_audit(&before).await

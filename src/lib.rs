@@ -4,6 +4,7 @@
 //! Data flows one way: [`api`] → domain ([`records`], [`events`], [`feed`],
 //! [`auth`]) → [`store`]. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod audit;

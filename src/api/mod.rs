@@ -34,6 +34,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::audit::Auditor;
+use crate::auth::sessions::SessionService;
 use crate::auth::{KeyService, Principal};
 use crate::events::Actor;
 use crate::feed::FeedService;
@@ -52,6 +53,10 @@ pub struct AppState {
     pub records: RecordService,
     pub feed: FeedService,
     pub keys: KeyService,
+    /// Sessions of the admin pages.
+    pub sessions: SessionService,
+    /// Whether this server is reached over TLS (admin cookies are then `Secure`).
+    pub secure_cookies: bool,
     pub endpoints: EndpointService,
     pub deliveries: DeliveryService,
     pub store: Arc<dyn Store>,
@@ -213,11 +218,14 @@ pub fn registered_routes() -> Vec<(Method, String)> {
     routes().registered
 }
 
-/// The complete application.
-pub fn router(state: AppState) -> Router {
+/// The complete application: the API, with `pages` (the admin pages, which
+/// authenticate by session rather than by key) beside it under the same
+/// request log, metrics and time limit.
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     routes()
         .router
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(time_limit))

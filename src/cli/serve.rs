@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// process that stopped renewing its lease (crashed, or cut off from the database).
     #[arg(long, env = "CHARTWIRE_LEASE_TTL", default_value = "10s", value_parser = app::parse_duration)]
     lease_ttl: Duration,
+    /// An admin page session ends after this long without a request.
+    #[arg(long, env = "CHARTWIRE_ADMIN_IDLE_TIMEOUT", default_value = "30m", value_parser = app::parse_duration)]
+    admin_idle_timeout: Duration,
     /// Resolve HOST to IP for webhook endpoints instead of asking DNS (like curl's --resolve). Repeatable.
     #[arg(long, env = "CHARTWIRE_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
     resolve: Vec<(String, IpAddr)>,
@@ -117,6 +120,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             _ => None,
         },
         database_pool: Some(usize::from(args.database_pool)),
+        admin_sessions: crate::auth::sessions::SessionSettings {
+            idle: args.admin_idle_timeout,
+            ..Default::default()
+        },
         webhooks: WebhookOptions {
             endpoint_allow: args.endpoint_allow.clone(),
             retry_schedule: args.retry_schedule.clone(),
@@ -147,8 +154,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server.addr
     );
     println!(
-        "  API: {scheme}://{}/api/v1   docs: {scheme}://{}/docs",
-        server.addr, server.addr
+        "  API: {scheme}://{}/api/v1   docs: {scheme}://{}/docs   admin: {scheme}://{}/admin",
+        server.addr, server.addr, server.addr
     );
     println!(
         "  create an API key: chartwire keys create --role superadmin --name admin {data_hint}"

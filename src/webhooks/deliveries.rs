@@ -11,7 +11,7 @@ use super::endpoint::{EndpointError, EndpointService};
 use crate::audit::Auditor;
 use crate::events::{Actor, catalogue};
 use crate::records::validate::FieldError;
-use crate::store::webhooks::{AttemptRow, DeliveryFilter, DeliveryRow};
+use crate::store::webhooks::{AttemptRow, AttemptStats, DeliveryFilter, DeliveryRow};
 use crate::store::{Store, StoreError};
 
 const ID_PREFIX: &str = "dlv_";
@@ -133,6 +133,18 @@ impl DeliveryService {
         let mut shown = view(&row);
         shown["attempts_log"] = attempts.iter().map(attempt_view).collect();
         Ok(shown)
+    }
+
+    /// Attempts and successes per endpoint since `since` (RFC 3339).
+    pub async fn attempt_stats(
+        &self,
+        since: &str,
+    ) -> Result<std::collections::HashMap<String, AttemptStats>, DeliveryError> {
+        let rows = self.store.attempt_stats(since).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.endpoint_id.clone(), row))
+            .collect())
     }
 
     /// Attempt again now, whatever the delivery's state (a cancelled one stays cancelled).

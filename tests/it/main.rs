@@ -2,11 +2,15 @@
 //! `CHARTWIRE_TEST_BACKEND` picks the backend (sqlite by default, or postgres
 //! with `CHARTWIRE_TEST_DATABASE_URL`); `scripts/test.sh` runs it on both.
 
+mod admin_client;
+mod chromium;
 mod db;
 mod helpers;
 mod limits;
 mod listener;
 
+mod admin;
+mod admin_browser;
 mod audit;
 mod cluster;
 mod durability;

@@ -165,6 +165,15 @@ async fn chartwire_serves_https_with_the_given_certificate() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 200);
+    // Over TLS the admin pages' cookies are `Secure`.
+    let sign_in = client
+        .get(format!("https://127.0.0.1:{port}/admin/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = sign_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let untrusting = crate::helpers::client();
     assert!(
         untrusting

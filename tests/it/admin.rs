@@ -1,0 +1,484 @@
+//! The admin pages over plain HTTP: sessions, roles, CSRF, escaping, and
+//! that every action goes through the domain (events, audit) like the API.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin_client::AdminClient;
+use crate::helpers::TestApp;
+use crate::listener::Listener;
+
+const PAGES: &[&str] = &[
+    "/admin",
+    "/admin/integrations",
+    "/admin/integrations/new",
+    "/admin/event-types",
+    "/admin/egress",
+    "/admin/keys",
+    "/admin/audit",
+];
+
+async fn key_id_of(app: &TestApp, name: &str) -> String {
+    let keys = app.get("/api/v1/keys").await.body;
+    keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .expect("the key")
+}
+
+async fn audit_actions(app: &TestApp) -> Vec<Value> {
+    app.get("/api/v1/audit?limit=500").await.body["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn endpoint_count(app: &TestApp) -> usize {
+    app.get("/api/v1/webhooks/endpoints").await.body["data"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_page_needs_a_session() {
+    let app = TestApp::spawn().await;
+    let mut browser = AdminClient::new(&app);
+    for page in PAGES {
+        let reply = browser.get(page).await;
+        assert_eq!(reply.status, 303, "{page}");
+        assert_eq!(reply.location.as_deref(), Some("/admin/sign-in"), "{page}");
+    }
+    // An API key is not a session: the pages ignore Authorization.
+    let with_key = app
+        .client
+        .get(format!("{}/admin/integrations", app.base))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_key.url().path(), "/admin/sign-in");
+    let forged = browser.post("/admin/integrations", &[("url", "x")]).await;
+    assert_eq!(forged.status, 303);
+    assert_eq!(endpoint_count(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_superadmin_keys_sign_in_and_the_cookie_is_locked_down() {
+    let app = TestApp::spawn().await;
+    for key in [&app.staff, &app.integration] {
+        let mut browser = AdminClient::new(&app);
+        let refused = browser.sign_in(key).await;
+        assert_eq!(refused.status, 403);
+        assert!(refused.body.contains("Superadmins only"), "{}", refused.body);
+        assert!(!browser.cookies.contains_key("cw_session"));
+    }
+    let mut browser = AdminClient::new(&app);
+    let unknown = browser
+        .sign_in("cwk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .await;
+    assert_eq!(unknown.status, 401);
+    assert!(unknown.body.contains("unknown or has been revoked"));
+    assert!(!unknown.body.contains("cwk_AAAA"), "the key is not echoed");
+    let mut browser = AdminClient::new(&app);
+    let landed = browser.sign_in(&app.admin).await;
+    assert_eq!(landed.status, 303);
+    let cookie = landed
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("cw_session="))
+        .expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: no Secure flag");
+    assert!(!cookie.contains(&app.admin), "the cookie is not the key");
+    let page = browser.get("/admin/integrations").await;
+    assert_eq!(page.status, 200);
+    let actions = audit_actions(&app).await;
+    let admin_id = key_id_of(&app, "admin").await;
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["action"] == "admin.signed_in" && a["actor"]["id"] == admin_id.as_str())
+    );
+    assert!(actions.iter().any(|a| a["action"] == "auth.failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_right_csrf_token_or_origin_change_nothing() {
+    let app = TestApp::spawn().await;
+    let mut fresh = AdminClient::new(&app);
+    let no_cookie = fresh
+        .post_raw(
+            "/admin/sign-in",
+            format!("csrf=abc&api_key={}", app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(no_cookie.status, 403, "sign-in without its cookie");
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    let (_, other_csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    assert_ne!(csrf, other_csrf, "each session has its own token");
+    let listener = Listener::start().await;
+    let url = listener.url("csrf");
+    let fields = |token: &str| {
+        vec![
+            ("csrf".to_owned(), token.to_owned()),
+            ("url".to_owned(), url.clone()),
+            ("events".to_owned(), "patient.created".to_owned()),
+            ("ordering".to_owned(), "none".to_owned()),
+            ("content".to_owned(), "record".to_owned()),
+            ("signature".to_owned(), "hmac".to_owned()),
+            ("enabled".to_owned(), "on".to_owned()),
+        ]
+    };
+    let encode = |token: &str| serde_urlencoded::to_string(fields(token)).unwrap();
+    let origin = browser.base.clone();
+    for (body, origin, why) in [
+        (encode(""), Some(origin.as_str()), "no token"),
+        (encode("forged"), Some(origin.as_str()), "a made-up token"),
+        (encode(&other_csrf), Some(origin.as_str()), "another session's token"),
+        (encode(&csrf), Some("http://evil.example"), "another origin"),
+    ] {
+        let refused = browser.post_raw("/admin/integrations", body, origin).await;
+        assert_eq!(refused.status, 403, "{why}");
+        assert!(refused.body.contains("Form refused"), "{why}");
+    }
+    assert_eq!(endpoint_count(&app).await, 0, "nothing was created");
+    let accepted = browser
+        .post_raw("/admin/integrations", encode(&csrf), Some(origin.as_str()))
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    assert_eq!(endpoint_count(&app).await, 1);
+    // Signing out needs the token too.
+    let sign_out = browser.post_raw("/admin/sign-out", String::new(), None).await;
+    assert_eq!(sign_out.status, 403);
+    assert_eq!(browser.get("/admin/keys").await.status, 200, "still signed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_admins_type_is_shown_as_text() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    let script = "<script>alert(1)</script>";
+    let url = listener.url("escape");
+    let created = browser
+        .post(
+            "/admin/integrations",
+            &[
+                ("csrf", &csrf),
+                ("url", &url),
+                ("description", &format!("Front desk {script}")),
+                ("events", "patient.created"),
+                ("ordering", "none"),
+                ("content", "record"),
+                ("signature", "hmac"),
+                ("enabled", "on"),
+                ("header_name", "X-Clinic"),
+                ("header_value", "secret-value-123"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let detail_path = created.location.clone().unwrap();
+    for path in ["/admin/integrations", detail_path.as_str()] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains(script), "{path} shows raw markup");
+        assert!(page.body.contains("Front desk &#60;script&#62;alert(1)&#60;/script&#62;"));
+        assert!(!page.body.contains("secret-value-123"), "header values are never shown");
+    }
+    let refused = browser
+        .post(
+            "/admin/integrations",
+            &[
+                ("csrf", &csrf),
+                ("url", &url),
+                ("events", "patient.created"),
+                ("header_name", script),
+                ("header_value", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(!refused.body.contains(script));
+    assert!(refused.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;: is not a valid header name"));
+    assert_eq!(endpoint_count(&app).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_urls_are_explained_next_to_the_field() {
+    let app = TestApp::spawn().await;
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    for (url, rule) in [
+        ("https://localhost/in", "fully qualified"),
+        ("http://hooks.example.com/in", "https"),
+        ("https://10.1.2.3/in", "IP"),
+    ] {
+        let page = browser
+            .post(
+                "/admin/integrations",
+                &[("csrf", &csrf), ("url", url), ("events", "patient.created")],
+            )
+            .await;
+        assert_eq!(page.status, 422, "{url}");
+        assert!(page.body.contains("This URL was refused"), "{url}: {}", page.body);
+        assert!(page.body.contains("URL rules"), "{url}");
+        assert!(page.body.contains(rule), "{url}: {rule}");
+        assert!(page.body.contains("aria-invalid=\"true\""));
+    }
+    let no_events = browser
+        .post(
+            "/admin/integrations",
+            &[("csrf", &csrf), ("url", "https://hooks.example.com/in")],
+        )
+        .await;
+    assert_eq!(no_events.status, 422);
+    assert!(no_events.body.contains("tick at least one event"));
+    assert_eq!(endpoint_count(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_at_sign_out_when_idle_and_when_their_key_is_revoked() {
+    let app = TestApp::spawn_configured(|c| {
+        c.admin_sessions.idle = Duration::from_secs(2);
+    })
+    .await;
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    let stolen = browser.cookies.clone();
+    let out = browser.post("/admin/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location.as_deref(), Some("/admin/sign-in?signed_out=1"));
+    assert!(!browser.cookies.contains_key("cw_session"), "the cookie is cleared");
+    browser.cookies = stolen;
+    let replayed = browser.get("/admin/integrations").await;
+    assert_eq!(replayed.status, 303, "a signed-out session's cookie no longer works");
+    assert!(audit_actions(&app).await.iter().any(|a| a["action"] == "admin.signed_out"));
+
+    let (mut idle, _) = AdminClient::signed_in(&app, &app.admin).await;
+    assert_eq!(idle.get("/admin/keys").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(idle.get("/admin/keys").await.status, 303, "idle too long");
+
+    let second = app
+        .post("/api/v1/keys", json!({"name": "second", "role": "superadmin"}))
+        .await
+        .body;
+    let (mut revoked, _) = AdminClient::signed_in(&app, second["key"].as_str().unwrap()).await;
+    let id = second["id"].as_str().unwrap();
+    let reply = app
+        .call(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&app.admin), None)
+        .await;
+    assert_eq!(reply.status, 204);
+    tokio::time::sleep(chartwire::auth::AUTH_CACHE_TTL).await;
+    assert_eq!(revoked.get("/admin/keys").await.status, 303, "revoked key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    let admin_id = key_id_of(&app, "admin").await;
+    let url = listener.url("domain");
+    let created = browser
+        .post(
+            "/admin/integrations",
+            &[
+                ("csrf", &csrf),
+                ("url", &url),
+                ("description", "Billing"),
+                ("events", "patient.created"),
+                ("events", "appointment.*"),
+                ("events", "appointment.created"),
+                ("ordering", "per_record"),
+                ("content", "ids"),
+                ("signature", "hmac"),
+                ("enabled", "on"),
+                ("header_name", "Authorization"),
+                ("header_value", "Bearer listener-token"),
+                ("header_name", ""),
+                ("header_value", ""),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let path = created.location.unwrap();
+    let id = path
+        .trim_start_matches("/admin/integrations/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let view = app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.body;
+    assert_eq!(view["events"], json!(["patient.created", "appointment.*"]));
+    assert_eq!(view["ordering"], "per_record");
+    assert_eq!(view["content"], "ids");
+    assert_eq!(view["headers"]["Authorization"], "Bea…");
+
+    // The detail page hides the secret until asked, and the reveal is audited.
+    let detail = browser.get(&format!("/admin/integrations/{id}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(!detail.body.contains("whsec_"));
+    let revealed = browser
+        .post(&format!("/admin/integrations/{id}/secret"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(revealed.status, 200);
+    let api_secret = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}/secret"))
+        .await
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(revealed.body.contains(&api_secret));
+
+    // A test event is sent, and its outcome shown.
+    let tested = browser
+        .post(&format!("/admin/integrations/{id}/test"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(tested.status, 200);
+    assert!(tested.body.contains("was delivered: the endpoint answered HTTP 200"), "{}", tested.body);
+    let got = listener.wait_for("domain", 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].json()["type"], "webhook.test");
+    assert_eq!(got[0].header("authorization"), "Bearer listener-token");
+
+    // Edit: keep the header by leaving its value empty, change the description.
+    let edit = browser.get(&format!("/admin/integrations/{id}/edit")).await;
+    assert_eq!(edit.status, 200);
+    assert!(edit.body.contains("unchanged (Bea…)"));
+    assert!(!edit.body.contains("listener-token"));
+    let saved = browser
+        .post(
+            &format!("/admin/integrations/{id}/edit"),
+            &[
+                ("csrf", &csrf),
+                ("enabled_was", "on"),
+                ("enabled", "on"),
+                ("url", &url),
+                ("description", "Billing system"),
+                ("events", "patient.created"),
+                ("events", "appointment.*"),
+                ("ordering", "per_record"),
+                ("content", "ids"),
+                ("header_name", "Authorization"),
+                ("header_value", ""),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let view = app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.body;
+    assert_eq!(view["description"], "Billing system");
+    assert_eq!(view["headers"]["Authorization"], "Bea…", "the stored value was kept");
+
+    // Disable, then delete after the confirmation page.
+    let off = browser
+        .post(
+            &format!("/admin/integrations/{id}/enabled"),
+            &[("csrf", &csrf), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(off.status, 303);
+    let view = app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.body;
+    assert_eq!(view["status"], "disabled");
+    let confirm = browser.get(&format!("/admin/integrations/{id}/delete")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("This cannot be undone"));
+    assert_eq!(app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.status, 200);
+    let deleted = browser
+        .post(&format!("/admin/integrations/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(deleted.status, 303);
+    assert_eq!(app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.status, 404);
+    assert_eq!(browser.get(&format!("/admin/integrations/{id}")).await.status, 404);
+
+    // The same operational events as the API, made by the session's key.
+    let events = app.all_events().await;
+    for kind in ["endpoint.created", "endpoint.modified", "endpoint.disabled", "endpoint.deleted"] {
+        let event = events.iter().find(|e| e["type"] == kind).expect(kind);
+        assert_eq!(event["actor"]["id"], admin_id.as_str(), "{kind}");
+    }
+    let audit = audit_actions(&app).await;
+    for action in [
+        "endpoint.created",
+        "endpoint.secret_revealed",
+        "endpoint.test_sent",
+        "endpoint.modified",
+        "endpoint.disabled",
+        "endpoint.deleted",
+    ] {
+        let entry = audit.iter().find(|a| a["action"] == action).expect(action);
+        assert_eq!(entry["actor"]["id"], admin_id.as_str(), "{action}");
+        assert_eq!(entry["source_ip"], "127.0.0.1", "{action}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
+    let app = TestApp::spawn().await;
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    let created = browser
+        .post("/admin/keys", &[("csrf", &csrf), ("name", "Lab <b>feed</b>"), ("role", "integration")])
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let marker = "<code id=\"new-key\">";
+    let start = created.body.find(marker).expect("the new key") + marker.len();
+    let key = &created.body[start..start + created.body[start..].find('<').unwrap()];
+    assert!(key.starts_with("cwk_"));
+    assert!(created.body.contains("Lab &#60;b&#62;feed&#60;/b&#62;"));
+    assert_eq!(
+        app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None).await.status,
+        200,
+        "the shown key works"
+    );
+    let listed = browser.get("/admin/keys").await;
+    assert!(!listed.body.contains(key), "shown only once");
+    let id = key_id_of(&app, "Lab <b>feed</b>").await;
+    let revoked = browser
+        .post(&format!("/admin/keys/{id}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status, 303);
+    tokio::time::sleep(chartwire::auth::AUTH_CACHE_TTL).await;
+    assert_eq!(
+        app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None).await.status,
+        401
+    );
+    let own = key_id_of(&app, "admin").await;
+    let last = browser
+        .post(&format!("/admin/keys/{own}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(last.status, 409, "the last Superadmin key stays");
+    let audit = browser.get("/admin/audit?action=key.revoked").await;
+    assert_eq!(audit.status, 200);
+    assert!(audit.body.contains(&id));
+    assert!(audit.body.contains("data-action=\"key.revoked\""));
+    assert!(!audit.body.contains("data-action=\"key.created\""), "filtered by action");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_lists_every_event_type_with_schema_and_example() {
+    let app = TestApp::spawn().await;
+    let (mut browser, _) = AdminClient::signed_in(&app, &app.admin).await;
+    let page = browser.get("/admin/event-types").await;
+    assert_eq!(page.status, 200);
+    let catalogue = app.get("/api/v1/webhooks/event-types").await.body;
+    let types = catalogue["data"].as_array().unwrap();
+    assert!(types.len() > 30);
+    for event in types {
+        let name = event["name"].as_str().unwrap();
+        assert!(page.body.contains(&format!("id=\"{name}\"")), "{name}");
+    }
+    assert_eq!(page.body.matches("JSON Schema</summary>").count(), types.len());
+    assert_eq!(page.body.matches("Example body</summary>").count(), types.len());
+    let egress = browser.get("/admin/egress").await;
+    assert!(egress.body.contains("--egress-bind"));
+    let styles = browser.get("/admin/assets/admin.css").await;
+    assert_eq!(styles.status, 200);
+    assert!(!styles.body.contains("http://") && !styles.body.contains("https://"), "no outside assets");
+}

@@ -1,0 +1,140 @@
+//! A plain HTTP client for the admin pages that keeps cookies and follows
+//! nothing by itself, so tests see every redirect and `Set-Cookie`.
+
+use std::collections::HashMap;
+
+use crate::helpers::TestApp;
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The CSRF token of the first form on the page.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
+        let end = self.body[start..].find('"').expect("the token's end") + start;
+        self.body[start..end].to_owned()
+    }
+}
+
+pub struct AdminClient {
+    pub base: String,
+    client: reqwest::Client,
+    pub cookies: HashMap<String, String>,
+}
+
+impl AdminClient {
+    pub fn new(app: &TestApp) -> AdminClient {
+        chartwire::app::install_crypto_provider();
+        AdminClient {
+            base: app.base.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn finish(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let request = if self.cookies.is_empty() {
+            request
+        } else {
+            request.header("cookie", self.cookie_header())
+        };
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        for line in &set_cookies {
+            let pair = line.split(';').next().unwrap_or("");
+            if let Some((name, value)) = pair.split_once('=') {
+                if line.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+        let body = response.text().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            set_cookies,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let request = self.client.get(format!("{}{path}", self.base));
+        self.finish(request).await
+    }
+
+    /// POST a form as a browser on this server's page would (same origin).
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("origin", self.base.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap());
+        self.finish(request).await
+    }
+
+    /// POST a form with the given headers and no cookies' say.
+    pub async fn post_raw(&mut self, path: &str, body: String, origin: Option<&str>) -> Page {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        self.finish(request).await
+    }
+
+    /// Sign in with `key`; returns the page it lands on.
+    pub async fn sign_in(&mut self, key: &str) -> Page {
+        let form = self.get("/admin/sign-in").await;
+        assert_eq!(form.status, 200);
+        let csrf = form.csrf();
+        self.post("/admin/sign-in", &[("csrf", &csrf), ("api_key", key)])
+            .await
+    }
+
+    /// Sign in with `key` and insist that it worked; returns the CSRF token
+    /// of the signed-in pages.
+    pub async fn signed_in(app: &TestApp, key: &str) -> (AdminClient, String) {
+        let mut client = AdminClient::new(app);
+        let landed = client.sign_in(key).await;
+        assert_eq!(landed.status, 303, "sign-in: {}", landed.body);
+        assert_eq!(landed.location.as_deref(), Some("/admin/integrations"));
+        let page = client.get("/admin/integrations").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = page.csrf();
+        (client, csrf)
+    }
+}
