@@ -142,7 +142,11 @@ impl EndpointForm {
     pub fn from_view(view: &Value) -> EndpointForm {
         let patterns: Vec<String> = view["events"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut headers: Vec<HeaderRow> = view["headers"]
             .as_object()
@@ -150,10 +154,7 @@ impl EndpointForm {
                 h.iter()
                     .map(|(name, masked)| HeaderRow {
                         name: name.clone(),
-                        placeholder: format!(
-                            "unchanged ({})",
-                            masked.as_str().unwrap_or("…")
-                        ),
+                        placeholder: format!("unchanged ({})", masked.as_str().unwrap_or("…")),
                     })
                     .collect()
             })
@@ -194,7 +195,11 @@ impl EndpointForm {
         let mut body = Map::new();
         body.insert("url".into(), json!(fields.get("url")));
         if events.is_empty() {
-            errors.push(FieldError::new("events", "required", "tick at least one event"));
+            errors.push(FieldError::new(
+                "events",
+                "required",
+                "tick at least one event",
+            ));
         }
         body.insert("events".into(), json!(events));
         let description = fields.get("description");

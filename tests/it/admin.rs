@@ -74,7 +74,11 @@ async fn only_superadmin_keys_sign_in_and_the_cookie_is_locked_down() {
         let mut browser = AdminClient::new(&app);
         let refused = browser.sign_in(key).await;
         assert_eq!(refused.status, 403);
-        assert!(refused.body.contains("Superadmins only"), "{}", refused.body);
+        assert!(
+            refused.body.contains("Superadmins only"),
+            "{}",
+            refused.body
+        );
         assert!(!browser.cookies.contains_key("cw_session"));
     }
     let mut browser = AdminClient::new(&app);
@@ -142,7 +146,11 @@ async fn forms_without_the_right_csrf_token_or_origin_change_nothing() {
     for (body, origin, why) in [
         (encode(""), Some(origin.as_str()), "no token"),
         (encode("forged"), Some(origin.as_str()), "a made-up token"),
-        (encode(&other_csrf), Some(origin.as_str()), "another session's token"),
+        (
+            encode(&other_csrf),
+            Some(origin.as_str()),
+            "another session's token",
+        ),
         (encode(&csrf), Some("http://evil.example"), "another origin"),
     ] {
         let refused = browser.post_raw("/admin/integrations", body, origin).await;
@@ -156,9 +164,15 @@ async fn forms_without_the_right_csrf_token_or_origin_change_nothing() {
     assert_eq!(accepted.status, 303, "{}", accepted.body);
     assert_eq!(endpoint_count(&app).await, 1);
     // Signing out needs the token too.
-    let sign_out = browser.post_raw("/admin/sign-out", String::new(), None).await;
+    let sign_out = browser
+        .post_raw("/admin/sign-out", String::new(), None)
+        .await;
     assert_eq!(sign_out.status, 403);
-    assert_eq!(browser.get("/admin/keys").await.status, 200, "still signed in");
+    assert_eq!(
+        browser.get("/admin/keys").await.status,
+        200,
+        "still signed in"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,8 +205,14 @@ async fn what_admins_type_is_shown_as_text() {
         let page = browser.get(path).await;
         assert_eq!(page.status, 200);
         assert!(!page.body.contains(script), "{path} shows raw markup");
-        assert!(page.body.contains("Front desk &#60;script&#62;alert(1)&#60;/script&#62;"));
-        assert!(!page.body.contains("secret-value-123"), "header values are never shown");
+        assert!(
+            page.body
+                .contains("Front desk &#60;script&#62;alert(1)&#60;/script&#62;")
+        );
+        assert!(
+            !page.body.contains("secret-value-123"),
+            "header values are never shown"
+        );
     }
     let refused = browser
         .post(
@@ -208,7 +228,11 @@ async fn what_admins_type_is_shown_as_text() {
         .await;
     assert_eq!(refused.status, 422);
     assert!(!refused.body.contains(script));
-    assert!(refused.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;: is not a valid header name"));
+    assert!(
+        refused
+            .body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;: is not a valid header name")
+    );
     assert_eq!(endpoint_count(&app).await, 1);
 }
 
@@ -228,7 +252,11 @@ async fn refused_urls_are_explained_next_to_the_field() {
             )
             .await;
         assert_eq!(page.status, 422, "{url}");
-        assert!(page.body.contains("This URL was refused"), "{url}: {}", page.body);
+        assert!(
+            page.body.contains("This URL was refused"),
+            "{url}: {}",
+            page.body
+        );
         assert!(page.body.contains("URL rules"), "{url}");
         assert!(page.body.contains(rule), "{url}: {rule}");
         assert!(page.body.contains("aria-invalid=\"true\""));
@@ -255,11 +283,22 @@ async fn sessions_end_at_sign_out_when_idle_and_when_their_key_is_revoked() {
     let out = browser.post("/admin/sign-out", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, 303);
     assert_eq!(out.location.as_deref(), Some("/admin/sign-in?signed_out=1"));
-    assert!(!browser.cookies.contains_key("cw_session"), "the cookie is cleared");
+    assert!(
+        !browser.cookies.contains_key("cw_session"),
+        "the cookie is cleared"
+    );
     browser.cookies = stolen;
     let replayed = browser.get("/admin/integrations").await;
-    assert_eq!(replayed.status, 303, "a signed-out session's cookie no longer works");
-    assert!(audit_actions(&app).await.iter().any(|a| a["action"] == "admin.signed_out"));
+    assert_eq!(
+        replayed.status, 303,
+        "a signed-out session's cookie no longer works"
+    );
+    assert!(
+        audit_actions(&app)
+            .await
+            .iter()
+            .any(|a| a["action"] == "admin.signed_out")
+    );
 
     let (mut idle, _) = AdminClient::signed_in(&app, &app.admin).await;
     assert_eq!(idle.get("/admin/keys").await.status, 200);
@@ -267,13 +306,21 @@ async fn sessions_end_at_sign_out_when_idle_and_when_their_key_is_revoked() {
     assert_eq!(idle.get("/admin/keys").await.status, 303, "idle too long");
 
     let second = app
-        .post("/api/v1/keys", json!({"name": "second", "role": "superadmin"}))
+        .post(
+            "/api/v1/keys",
+            json!({"name": "second", "role": "superadmin"}),
+        )
         .await
         .body;
     let (mut revoked, _) = AdminClient::signed_in(&app, second["key"].as_str().unwrap()).await;
     let id = second["id"].as_str().unwrap();
     let reply = app
-        .call(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&app.admin), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/keys/{id}"),
+            Some(&app.admin),
+            None,
+        )
         .await;
     assert_eq!(reply.status, 204);
     tokio::time::sleep(chartwire::auth::AUTH_CACHE_TTL).await;
@@ -316,7 +363,10 @@ async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
         .next()
         .unwrap()
         .to_owned();
-    let view = app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.body;
+    let view = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}"))
+        .await
+        .body;
     assert_eq!(view["events"], json!(["patient.created", "appointment.*"]));
     assert_eq!(view["ordering"], "per_record");
     assert_eq!(view["content"], "ids");
@@ -327,7 +377,10 @@ async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
     assert_eq!(detail.status, 200);
     assert!(!detail.body.contains("whsec_"));
     let revealed = browser
-        .post(&format!("/admin/integrations/{id}/secret"), &[("csrf", &csrf)])
+        .post(
+            &format!("/admin/integrations/{id}/secret"),
+            &[("csrf", &csrf)],
+        )
         .await;
     assert_eq!(revealed.status, 200);
     let api_secret = app
@@ -341,10 +394,19 @@ async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
 
     // A test event is sent, and its outcome shown.
     let tested = browser
-        .post(&format!("/admin/integrations/{id}/test"), &[("csrf", &csrf)])
+        .post(
+            &format!("/admin/integrations/{id}/test"),
+            &[("csrf", &csrf)],
+        )
         .await;
     assert_eq!(tested.status, 200);
-    assert!(tested.body.contains("was delivered: the endpoint answered HTTP 200"), "{}", tested.body);
+    assert!(
+        tested
+            .body
+            .contains("was delivered: the endpoint answered HTTP 200"),
+        "{}",
+        tested.body
+    );
     let got = listener.wait_for("domain", 1, Duration::from_secs(5)).await;
     assert_eq!(got[0].json()["type"], "webhook.test");
     assert_eq!(got[0].header("authorization"), "Bearer listener-token");
@@ -373,9 +435,15 @@ async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    let view = app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.body;
+    let view = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}"))
+        .await
+        .body;
     assert_eq!(view["description"], "Billing system");
-    assert_eq!(view["headers"]["Authorization"], "Bea…", "the stored value was kept");
+    assert_eq!(
+        view["headers"]["Authorization"], "Bea…",
+        "the stored value was kept"
+    );
 
     // Disable, then delete after the confirmation page.
     let off = browser
@@ -385,22 +453,51 @@ async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
         )
         .await;
     assert_eq!(off.status, 303);
-    let view = app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.body;
+    let view = app
+        .get(&format!("/api/v1/webhooks/endpoints/{id}"))
+        .await
+        .body;
     assert_eq!(view["status"], "disabled");
-    let confirm = browser.get(&format!("/admin/integrations/{id}/delete")).await;
+    let confirm = browser
+        .get(&format!("/admin/integrations/{id}/delete"))
+        .await;
     assert_eq!(confirm.status, 200);
     assert!(confirm.body.contains("This cannot be undone"));
-    assert_eq!(app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.status, 200);
+    assert_eq!(
+        app.get(&format!("/api/v1/webhooks/endpoints/{id}"))
+            .await
+            .status,
+        200
+    );
     let deleted = browser
-        .post(&format!("/admin/integrations/{id}/delete"), &[("csrf", &csrf)])
+        .post(
+            &format!("/admin/integrations/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
         .await;
     assert_eq!(deleted.status, 303);
-    assert_eq!(app.get(&format!("/api/v1/webhooks/endpoints/{id}")).await.status, 404);
-    assert_eq!(browser.get(&format!("/admin/integrations/{id}")).await.status, 404);
+    assert_eq!(
+        app.get(&format!("/api/v1/webhooks/endpoints/{id}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        browser
+            .get(&format!("/admin/integrations/{id}"))
+            .await
+            .status,
+        404
+    );
 
     // The same operational events as the API, made by the session's key.
     let events = app.all_events().await;
-    for kind in ["endpoint.created", "endpoint.modified", "endpoint.disabled", "endpoint.deleted"] {
+    for kind in [
+        "endpoint.created",
+        "endpoint.modified",
+        "endpoint.disabled",
+        "endpoint.deleted",
+    ] {
         let event = events.iter().find(|e| e["type"] == kind).expect(kind);
         assert_eq!(event["actor"]["id"], admin_id.as_str(), "{kind}");
     }
@@ -424,7 +521,14 @@ async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
     let app = TestApp::spawn().await;
     let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
     let created = browser
-        .post("/admin/keys", &[("csrf", &csrf), ("name", "Lab <b>feed</b>"), ("role", "integration")])
+        .post(
+            "/admin/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "Lab <b>feed</b>"),
+                ("role", "integration"),
+            ],
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let marker = "<code id=\"new-key\">";
@@ -433,7 +537,9 @@ async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
     assert!(key.starts_with("cwk_"));
     assert!(created.body.contains("Lab &#60;b&#62;feed&#60;/b&#62;"));
     assert_eq!(
-        app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None).await.status,
+        app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None)
+            .await
+            .status,
         200,
         "the shown key works"
     );
@@ -446,7 +552,9 @@ async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
     assert_eq!(revoked.status, 303);
     tokio::time::sleep(chartwire::auth::AUTH_CACHE_TTL).await;
     assert_eq!(
-        app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None).await.status,
+        app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None)
+            .await
+            .status,
         401
     );
     let own = key_id_of(&app, "admin").await;
@@ -458,7 +566,10 @@ async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
     assert_eq!(audit.status, 200);
     assert!(audit.body.contains(&id));
     assert!(audit.body.contains("data-action=\"key.revoked\""));
-    assert!(!audit.body.contains("data-action=\"key.created\""), "filtered by action");
+    assert!(
+        !audit.body.contains("data-action=\"key.created\""),
+        "filtered by action"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,11 +585,20 @@ async fn the_catalogue_lists_every_event_type_with_schema_and_example() {
         let name = event["name"].as_str().unwrap();
         assert!(page.body.contains(&format!("id=\"{name}\"")), "{name}");
     }
-    assert_eq!(page.body.matches("JSON Schema</summary>").count(), types.len());
-    assert_eq!(page.body.matches("Example body</summary>").count(), types.len());
+    assert_eq!(
+        page.body.matches("JSON Schema</summary>").count(),
+        types.len()
+    );
+    assert_eq!(
+        page.body.matches("Example body</summary>").count(),
+        types.len()
+    );
     let egress = browser.get("/admin/egress").await;
     assert!(egress.body.contains("--egress-bind"));
     let styles = browser.get("/admin/assets/admin.css").await;
     assert_eq!(styles.status, 200);
-    assert!(!styles.body.contains("http://") && !styles.body.contains("https://"), "no outside assets");
+    assert!(
+        !styles.body.contains("http://") && !styles.body.contains("https://"),
+        "no outside assets"
+    );
 }

@@ -57,24 +57,38 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
     assert!(browser.text("main").await.contains("No endpoints yet"));
 
     // Adding an endpoint with two event types ticked.
-    browser.click_and_load("a[href='/admin/integrations/new']").await;
+    browser
+        .click_and_load("a[href='/admin/integrations/new']")
+        .await;
     browser.type_into("#url", &listener.url("browser")).await;
     browser
         .type_into("#description", "Front desk app <script>alert(1)</script>")
         .await;
     browser.click("input[value='patient.created']").await;
     browser.click("input[value='appointment.created']").await;
-    browser.type_into("input[name=header_name]", "Authorization").await;
-    browser.type_into("input[name=header_value]", "Bearer from-the-form").await;
-    browser.screenshot(&screenshot_path("02-endpoint-form")).await;
+    browser
+        .type_into("input[name=header_name]", "Authorization")
+        .await;
+    browser
+        .type_into("input[name=header_value]", "Bearer from-the-form")
+        .await;
+    browser
+        .screenshot(&screenshot_path("02-endpoint-form"))
+        .await;
     browser.click_and_load("button.primary[type=submit]").await;
     assert!(
-        browser.text(".notice").await.contains("The endpoint was added"),
+        browser
+            .text(".notice")
+            .await
+            .contains("The endpoint was added"),
         "{}",
         browser.text("main").await
     );
     let h1 = browser.text("h1").await;
-    assert_eq!(h1, "Front desk app <script>alert(1)</script>", "shown as text");
+    assert_eq!(
+        h1, "Front desk app <script>alert(1)</script>",
+        "shown as text"
+    );
     let endpoint_path = browser.eval("location.pathname").await;
     let endpoint_path = endpoint_path.as_str().unwrap().to_owned();
     let endpoints = app.get("/api/v1/webhooks/endpoints").await.body;
@@ -106,9 +120,7 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
     .await;
     browser
         .wait_until(
-            &format!(
-                "[...document.querySelectorAll('tr.delivery[data-status=\"pending\"]')].some(r => r.innerText.includes('HTTP 500'))"
-            ),
+            "[...document.querySelectorAll('tr.delivery[data-status=\"pending\"]')].some(r => r.innerText.includes('HTTP 500'))",
             WAIT,
         )
         .await;
@@ -125,14 +137,21 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
             WAIT,
         )
         .await;
-    browser.screenshot(&screenshot_path("03-endpoint-failing")).await;
+    browser
+        .screenshot(&screenshot_path("03-endpoint-failing"))
+        .await;
 
     // Fixed, then retried from the page: it succeeds.
     listener.set("browser", Behaviour::answer(200));
     browser
         .click_and_load(&format!("button[data-retry='{failing}']"))
         .await;
-    assert!(browser.text(".notice").await.contains("queued for another attempt"));
+    assert!(
+        browser
+            .text(".notice")
+            .await
+            .contains("queued for another attempt")
+    );
     browser
         .wait_until(
             &format!("document.querySelector('tr.delivery[data-delivery=\"{failing}\"][data-status=\"succeeded\"]')"),
@@ -154,14 +173,23 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
         &last.body,
     );
     assert!(
-        last.header("webhook-signature").split(' ').any(|s| s == expected),
+        last.header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected),
         "the revealed secret signs the deliveries"
     );
     browser.click_and_load("#rotate-secret").await;
     let rotated = browser.text("#secret-value").await;
     assert!(rotated.starts_with("whsec_") && rotated != secret);
-    assert!(browser.text("main").await.contains("The secret was rotated"));
-    browser.screenshot(&screenshot_path("04-endpoint-secret")).await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("The secret was rotated")
+    );
+    browser
+        .screenshot(&screenshot_path("04-endpoint-secret"))
+        .await;
 
     // A test event, with its result.
     browser.click_and_load("#send-test").await;
@@ -178,22 +206,42 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
         .await;
     let row = browser.text("table.endpoints tbody tr").await;
     assert!(row.contains("Enabled"), "{row}");
-    browser.screenshot(&screenshot_path("05-integrations")).await;
-    browser.set_width(390, 844).await;
-    browser.goto(&format!("{base}/admin/integrations")).await;
-    let overflow = browser
-        .eval("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    browser
+        .screenshot(&screenshot_path("05-integrations"))
         .await;
-    assert_eq!(overflow, json!(true), "the page fits a narrow screen");
-    browser.screenshot(&screenshot_path("06-integrations-narrow")).await;
-    browser.goto(&format!("{base}{endpoint_path}")).await;
-    browser.screenshot(&screenshot_path("07-endpoint-narrow")).await;
+    browser.set_width(390, 844).await;
+    for (page, name) in [
+        ("/admin/integrations".to_owned(), "06-integrations-narrow"),
+        (endpoint_path.clone(), "07-endpoint-narrow"),
+        (format!("{endpoint_path}/edit"), "08-endpoint-form-narrow"),
+    ] {
+        browser.goto(&format!("{base}{page}")).await;
+        let fits = browser
+            .eval("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            .await;
+        let wide = browser
+            .eval(
+                "[...document.querySelectorAll('body *')].filter(e => !e.closest('.table-wrap') && e.getBoundingClientRect().right > window.innerWidth + 1)\
+                 .slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join(', ')",
+            )
+            .await;
+        assert_eq!(
+            fits,
+            json!(true),
+            "{page} is wider than a narrow screen: {wide}"
+        );
+        browser.screenshot(&screenshot_path(name)).await;
+    }
     browser.set_width(1280, 900).await;
     for (page, name, expect) in [
-        ("/admin/event-types", "08-event-catalogue", "patient.created"),
-        ("/admin/egress", "09-egress", "egress-bind"),
-        ("/admin/keys", "10-api-keys", "admin"),
-        ("/admin/audit", "11-audit-log", "endpoint.secret_revealed"),
+        (
+            "/admin/event-types",
+            "09-event-catalogue",
+            "patient.created",
+        ),
+        ("/admin/egress", "10-egress", "egress-bind"),
+        ("/admin/keys", "11-api-keys", "admin"),
+        ("/admin/audit", "12-audit-log", "endpoint.secret_revealed"),
     ] {
         browser.goto(&format!("{base}{page}")).await;
         assert!(browser.text("main").await.contains(expect), "{page}");
@@ -201,10 +249,14 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
     }
     browser.goto(&format!("{base}{endpoint_path}/edit")).await;
     assert_eq!(
-        browser.eval("document.querySelector('input[value=\"patient.created\"]').checked").await,
+        browser
+            .eval("document.querySelector('input[value=\"patient.created\"]').checked")
+            .await,
         json!(true)
     );
-    browser.screenshot(&screenshot_path("12-endpoint-edit")).await;
+    browser
+        .screenshot(&screenshot_path("13-endpoint-edit"))
+        .await;
 
     // Signing out.
     browser.click_and_load(".sign-out button").await;
@@ -222,5 +274,8 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
             "the page requested {url}"
         );
     }
-    assert!(browser.dialogs.lock().unwrap().is_empty(), "a dialog opened");
+    assert!(
+        browser.dialogs.lock().unwrap().is_empty(),
+        "a dialog opened"
+    );
 }

@@ -52,7 +52,8 @@ const FLAGS: &[&str] = &[
 ];
 
 fn chromium_path() -> PathBuf {
-    let path = std::env::var("CHARTWIRE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let path =
+        std::env::var("CHARTWIRE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let path = PathBuf::from(path);
     assert!(
         path.exists(),
@@ -82,7 +83,10 @@ impl Chromium {
         let mut command = Command::new(chromium_path());
         command
             .args(FLAGS)
-            .arg(format!("--user-data-dir={}", profile.path().join("data").display()))
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("data").display()
+            ))
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -107,7 +111,8 @@ impl Chromium {
         let requested: Arc<Mutex<Vec<String>>> = Arc::default();
         let dialogs: Arc<Mutex<Vec<String>>> = Arc::default();
         {
-            let (waiting, requested, dialogs) = (waiting.clone(), requested.clone(), dialogs.clone());
+            let (waiting, requested, dialogs) =
+                (waiting.clone(), requested.clone(), dialogs.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(answers);
                 loop {
@@ -163,14 +168,22 @@ impl Chromium {
             )
             .await
             .expect("attached to the page");
-        browser.session = attached["sessionId"].as_str().expect("a session").to_owned();
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_owned();
         for domain in ["Page.enable", "Runtime.enable", "Network.enable"] {
             browser.call(domain, json!({})).await;
         }
         browser
     }
 
-    async fn send(&self, session: Option<&str>, method: &str, params: Value) -> Result<Value, Value> {
+    async fn send(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut message = json!({"id": id, "method": method, "params": params});
         if let Some(session) = session {
@@ -232,7 +245,9 @@ impl Chromium {
             }
             if Instant::now() > deadline {
                 let url = self.eval("location.href").await;
-                let text = self.eval("document.body ? document.body.innerText.slice(0, 2000) : ''").await;
+                let text = self
+                    .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
+                    .await;
                 panic!("waited {within:?} for `{condition}` on {url}; the page says:\n{text}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -302,8 +317,11 @@ impl Chromium {
     /// Type `text` into the field (replacing what it holds).
     pub async fn type_into(&self, selector: &str, text: &str) {
         self.click(selector).await;
-        self.eval(&format!("document.querySelector({}).select()", json!(selector)))
-            .await;
+        self.eval(&format!(
+            "document.querySelector({}).select()",
+            json!(selector)
+        ))
+        .await;
         self.call("Input.insertText", json!({"text": text})).await;
     }
 
@@ -334,7 +352,7 @@ impl Chromium {
     pub async fn set_width(&self, width: u32, height: u32) {
         self.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await;
     }

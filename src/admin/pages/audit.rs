@@ -69,13 +69,9 @@ pub async fn list(
         .map(|e| AuditRow {
             id: text(e, "id"),
             at: when(e["at"].as_str().unwrap_or("")),
-            actor: format!(
-                "{} {}",
-                text(&e["actor"], "type"),
-                text(&e["actor"], "id")
-            )
-            .trim()
-            .to_owned(),
+            actor: format!("{} {}", text(&e["actor"], "type"), text(&e["actor"], "id"))
+                .trim()
+                .to_owned(),
             action: text(e, "action"),
             target: e["target"]
                 .as_object()
@@ -95,16 +91,19 @@ pub async fn list(
             },
         })
         .collect();
-    let older = more.then(|| rows.last().map(|r| r.id.clone())).flatten().map(|id| {
-        let mut pairs = vec![("before".to_owned(), id)];
-        if let Some(a) = &action {
-            pairs.push(("action".into(), a.clone()));
-        }
-        if !since_input.is_empty() {
-            pairs.push(("since".into(), since_input.clone()));
-        }
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
-    });
+    let older = more
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten()
+        .map(|id| {
+            let mut pairs = vec![("before".to_owned(), id)];
+            if let Some(a) = &action {
+                pairs.push(("action".into(), a.clone()));
+            }
+            if !since_input.is_empty() {
+                pairs.push(("since".into(), since_input.clone()));
+            }
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        });
     Ok(render(&AuditPage {
         frame: Frame::new(&admin, "audit", "Audit log"),
         rows,

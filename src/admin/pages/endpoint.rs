@@ -108,7 +108,11 @@ impl Summary {
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -163,8 +167,7 @@ async fn detail_page(
             Err(err) => return Err(err.into()),
         }
     }
-    let mut event_types =
-        catalogue::expand(&strings(&view["events"])).unwrap_or_default();
+    let mut event_types = catalogue::expand(&strings(&view["events"])).unwrap_or_default();
     event_types.push(catalogue::TEST_EVENT.to_owned());
     let mut current = Vec::new();
     if let Some(s) = &status_filter {
@@ -222,7 +225,14 @@ pub async fn detail(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
-    detail_page(&state, &admin, &id, &params(raw.as_deref()), Extras::default()).await
+    detail_page(
+        &state,
+        &admin,
+        &id,
+        &params(raw.as_deref()),
+        Extras::default(),
+    )
+    .await
 }
 
 pub async fn set_enabled(
@@ -259,7 +269,10 @@ pub async fn reveal_secret(
     Path(id): Path<String>,
     form: AdminForm,
 ) -> Result<Response, AdminError> {
-    let shown = state.endpoints.reveal_secret(&id, &form.admin.actor).await?;
+    let shown = state
+        .endpoints
+        .reveal_secret(&id, &form.admin.actor)
+        .await?;
     let extras = Extras {
         secret: Some(secret_of(&shown)),
         ..Extras::default()
@@ -272,7 +285,10 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
     form: AdminForm,
 ) -> Result<Response, AdminError> {
-    let shown = state.endpoints.rotate_secret(&id, &form.admin.actor).await?;
+    let shown = state
+        .endpoints
+        .rotate_secret(&id, &form.admin.actor)
+        .await?;
     let mut secret = secret_of(&shown);
     secret.note = Some(format!(
         "The secret was rotated. Until {} requests carry signatures with both the new and the previous secret, so your receiver can switch over.",

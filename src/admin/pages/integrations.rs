@@ -95,9 +95,7 @@ pub async fn list(
             EndpointRow::new(view, attempts, succeeded)
         })
         .collect();
-    let next = more
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
     Ok(render(&IntegrationsPage {
         frame: Frame::new(&admin, "integrations", "Integrations").with_notice(notice(&params)),
         rows,
@@ -133,7 +131,10 @@ pub async fn new_form(Extension(admin): Extension<CurrentAdmin>) -> Response {
     form_page(&admin, EndpointForm::blank(), StatusCode::OK)
 }
 
-pub async fn create(State(state): State<AppState>, form: AdminForm) -> Result<Response, AdminError> {
+pub async fn create(
+    State(state): State<AppState>,
+    form: AdminForm,
+) -> Result<Response, AdminError> {
     let (shown, body) = EndpointForm::submitted(&form.fields, None);
     let body = match body {
         Ok(body) => body,

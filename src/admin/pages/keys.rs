@@ -89,7 +89,10 @@ pub async fn list(
     keys_page(&state, &admin, StatusCode::OK, frame, None).await
 }
 
-pub async fn create(State(state): State<AppState>, form: AdminForm) -> Result<Response, AdminError> {
+pub async fn create(
+    State(state): State<AppState>,
+    form: AdminForm,
+) -> Result<Response, AdminError> {
     let admin = &form.admin;
     let frame = Frame::new(admin, "keys", "API keys");
     let Some(role) = Role::parse(form.fields.get("role")) else {
