@@ -30,6 +30,16 @@ fi
 # The integration suite checks signatures and schemas with these reference implementations.
 export CHARTWIRE_TEST_PYTHON="$venv/bin/python"
 
+step "Chromium for the admin pages' browser test"
+# Debian's Chromium, driven headless over its DevTools pipe; the browser
+# test fails (never skips) without it.
+if ! command -v chromium >/dev/null; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-dejavu-core
+fi
+CHARTWIRE_TEST_CHROMIUM=$(command -v chromium)
+export CHARTWIRE_TEST_CHROMIUM
+"$CHARTWIRE_TEST_CHROMIUM" --headless --no-sandbox --version
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
@@ -64,6 +74,7 @@ run_suite sqlite --all-targets
 
 step "integration tests (backend: postgres)"
 run_suite postgres --test it
+echo "admin page screenshots: $root/target/tmp/admin-screenshots/"
 
 # A fixed seed keeps CI reproducible; set CHARTWIRE_SCHEMATHESIS_SEED to explore other cases.
 step "schemathesis against a live server"

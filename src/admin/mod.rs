@@ -34,6 +34,7 @@ use pages::{audit, catalogue, endpoint, integrations, keys, sign_in};
 pub fn router(state: &AppState) -> Router<AppState> {
     let signed_in = Router::new()
         .route("/admin", get(integrations::home))
+        .route("/admin/", get(integrations::home))
         .route(
             "/admin/integrations",
             get(integrations::list).post(integrations::create),

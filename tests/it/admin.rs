@@ -11,6 +11,7 @@ use crate::listener::Listener;
 
 const PAGES: &[&str] = &[
     "/admin",
+    "/admin/",
     "/admin/integrations",
     "/admin/integrations/new",
     "/admin/event-types",

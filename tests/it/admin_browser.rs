@@ -199,13 +199,44 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
         browser.text("#test-result").await
     );
 
+    // Two more endpoints: one switched off, one whose receiver said 410 Gone.
+    app.endpoint(
+        json!({"url": listener.url("lab"), "events": ["lab_result.*"],
+        "description": "Lab interface", "enabled": false}),
+    )
+    .await;
+    listener.set("gone", Behaviour::answer(410));
+    let gone = app
+        .endpoint(json!({"url": listener.url("gone"), "events": ["patient.*"],
+            "description": "Old patient portal"}))
+        .await;
+    app.create(
+        "patients",
+        json!({"first_name": "Mary", "last_name": "Seacole", "date_of_birth": "1805-11-23"}),
+    )
+    .await;
+    let gone_path = format!(
+        "/api/v1/webhooks/endpoints/{}",
+        gone["id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.get(&gone_path).await.body["status"] != "disabled" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "410 disables the endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // The other pages.
     browser.goto(&format!("{base}/admin/integrations")).await;
     browser
         .wait_until("document.querySelector('table.endpoints')", WAIT)
         .await;
-    let row = browser.text("table.endpoints tbody tr").await;
-    assert!(row.contains("Enabled"), "{row}");
+    let table = browser.text("table.endpoints tbody").await;
+    assert!(table.contains("Enabled"), "{table}");
+    assert!(table.contains("switched off by an admin"), "{table}");
+    assert!(table.contains("the receiver answered 410 Gone"), "{table}");
     browser
         .screenshot(&screenshot_path("05-integrations"))
         .await;
