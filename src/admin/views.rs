@@ -68,6 +68,29 @@ pub fn outcome(http_status: Option<i64>, error_kind: Option<&str>) -> (String, b
     }
 }
 
+/// An endpoint's latest attempt, from the `health` of its view.
+pub struct LastAttempt {
+    /// Empty when it was never attempted.
+    pub at: String,
+    pub outcome: String,
+    pub ok: bool,
+}
+
+impl LastAttempt {
+    pub fn of(endpoint: &Value) -> LastAttempt {
+        let health = &endpoint["health"];
+        let (outcome, ok) = outcome(
+            health["last_http_status"].as_i64(),
+            health["last_error"].as_str(),
+        );
+        LastAttempt {
+            at: time(health, "last_attempt_at"),
+            outcome,
+            ok,
+        }
+    }
+}
+
 /// One row of the Integrations table.
 pub struct EndpointRow {
     pub id: String,
@@ -79,19 +102,12 @@ pub struct EndpointRow {
     /// Successful attempts out of all in the last 24 hours, as a percentage.
     pub success_rate: String,
     pub attempts_24h: i64,
-    pub last_attempt: String,
-    pub last_outcome: String,
-    pub last_ok: bool,
+    pub last: LastAttempt,
 }
 
 impl EndpointRow {
     pub fn new(view: &Value, attempts: i64, succeeded: i64) -> EndpointRow {
         let status = text(view, "status");
-        let health = &view["health"];
-        let (last_outcome, last_ok) = outcome(
-            health["last_http_status"].as_i64(),
-            health["last_error"].as_str(),
-        );
         EndpointRow {
             id: text(view, "id"),
             url: text(view, "url"),
@@ -101,9 +117,7 @@ impl EndpointRow {
             status,
             success_rate: percent(succeeded, attempts),
             attempts_24h: attempts,
-            last_attempt: time(health, "last_attempt_at"),
-            last_outcome,
-            last_ok,
+            last: LastAttempt::of(view),
         }
     }
 }

@@ -30,9 +30,14 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(app: &TestApp) -> AdminClient {
+        AdminClient::at(&app.base)
+    }
+
+    /// A client for the server at `base` (`http://127.0.0.1:port`).
+    pub fn at(base: &str) -> AdminClient {
         chartwire::app::install_crypto_provider();
         AdminClient {
-            base: app.base.clone(),
+            base: base.to_owned(),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

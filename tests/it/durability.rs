@@ -683,6 +683,59 @@ async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
     )
     .await
     .unwrap();
+    // The admin pages: sign in, add an endpoint through the form, reveal
+    // its secret, have a form refused.
+    let mut admin = crate::admin_client::AdminClient::at(&base);
+    assert_eq!(admin.sign_in(&key).await.status, 303);
+    let session = admin.cookies["cw_session"].clone();
+    let csrf = admin.get("/admin/integrations").await.csrf();
+    let added = admin
+        .post(
+            "/admin/integrations",
+            &[
+                ("csrf", &csrf),
+                ("url", &listener.url("Urlmarker-admin")),
+                ("description", "Zyxmarker"),
+                ("events", "patient.*"),
+                ("header_name", "X-Token"),
+                ("header_value", "Hdrmarker-1234567"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let page = added.location.unwrap();
+    let endpoint = page
+        .trim_start_matches("/admin/integrations/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let revealed = admin
+        .post(
+            &format!("/admin/integrations/{endpoint}/secret"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    let start = revealed.body.find("whsec_").expect("the revealed secret");
+    let secret = revealed.body[start..start + revealed.body[start..].find('<').unwrap()].to_owned();
+    let refused = admin
+        .post(
+            "/admin/integrations",
+            &[
+                ("csrf", &csrf),
+                ("url", "http://Urlmarker.example/x"),
+                ("events", "patient.*"),
+                ("description", "Zyxmarker"),
+                ("header_name", "Host"),
+                ("header_value", "Hdrmarker-1234567"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        !refused.body.contains("Hdrmarker-1234567"),
+        "a refused form does not show header values"
+    );
     listener
         .wait_for("Urlmarker-ok", 3, Duration::from_secs(10))
         .await;
@@ -704,7 +757,12 @@ async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
         output.contains("DEBUG") || output.contains("request"),
         "the log is not empty"
     );
-    for marker in markers.iter().copied().chain([key.as_str()]) {
+    for marker in markers.iter().copied().chain([
+        key.as_str(),
+        session.as_str(),
+        csrf.as_str(),
+        secret.as_str(),
+    ]) {
         assert!(
             !output.contains(marker),
             "`{marker}` reached the server's output"

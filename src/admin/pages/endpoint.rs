@@ -57,20 +57,13 @@ pub struct Summary {
     pub rotation_ends: String,
     pub created: String,
     pub updated: String,
-    pub last_outcome: String,
-    pub last_ok: bool,
-    pub last_attempt: String,
+    pub last: views::LastAttempt,
     pub failing_since: String,
 }
 
 impl Summary {
     fn new(view: &Value) -> Summary {
         let status = views::text(view, "status");
-        let health = &view["health"];
-        let (last_outcome, last_ok) = views::outcome(
-            health["last_http_status"].as_i64(),
-            health["last_error"].as_str(),
-        );
         Summary {
             id: views::text(view, "id"),
             url: views::text(view, "url"),
@@ -93,10 +86,8 @@ impl Summary {
             rotation_ends: views::time(view, "secret_rotation_ends_at"),
             created: views::time(view, "created_at"),
             updated: views::time(view, "updated_at"),
-            last_outcome,
-            last_ok,
-            last_attempt: views::time(health, "last_attempt_at"),
-            failing_since: views::time(health, "failing_since"),
+            last: views::LastAttempt::of(view),
+            failing_since: views::time(&view["health"], "failing_since"),
         }
     }
 
@@ -249,18 +240,15 @@ pub async fn set_enabled(
     Ok(Redirect::to(&format!("/admin/integrations/{id}?notice={notice}")).into_response())
 }
 
-fn secret_of(shown: &Value) -> SecretShown {
-    match shown["public_key"].as_str() {
-        Some(public_key) => SecretShown {
-            label: "Public key (Ed25519)",
-            value: public_key.to_owned(),
-            note: None,
-        },
-        None => SecretShown {
-            label: "Signing secret",
-            value: views::text(shown, "secret"),
-            note: None,
-        },
+/// The page's extra: the secret an action just revealed or made.
+fn showing_secret(shown: &Value, note: Option<String>) -> Extras {
+    let (label, value) = match shown["public_key"].as_str() {
+        Some(public_key) => ("Public key (Ed25519)", public_key.to_owned()),
+        None => ("Signing secret", views::text(shown, "secret")),
+    };
+    Extras {
+        secret: Some(SecretShown { label, value, note }),
+        ..Extras::default()
     }
 }
 
@@ -273,10 +261,7 @@ pub async fn reveal_secret(
         .endpoints
         .reveal_secret(&id, &form.admin.actor)
         .await?;
-    let extras = Extras {
-        secret: Some(secret_of(&shown)),
-        ..Extras::default()
-    };
+    let extras = showing_secret(&shown, None);
     detail_page(&state, &form.admin, &id, &[], extras).await
 }
 
@@ -289,15 +274,11 @@ pub async fn rotate_secret(
         .endpoints
         .rotate_secret(&id, &form.admin.actor)
         .await?;
-    let mut secret = secret_of(&shown);
-    secret.note = Some(format!(
+    let note = format!(
         "The secret was rotated. Until {} requests carry signatures with both the new and the previous secret, so your receiver can switch over.",
         views::time(&shown, "previous_secret_expires_at")
-    ));
-    let extras = Extras {
-        secret: Some(secret),
-        ..Extras::default()
-    };
+    );
+    let extras = showing_secret(&shown, Some(note));
     detail_page(&state, &form.admin, &id, &[], extras).await
 }
 

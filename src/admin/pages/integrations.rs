@@ -2,7 +2,7 @@
 //! deleting an endpoint.
 
 use askama::Template;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -12,8 +12,8 @@ use crate::admin::page::{AdminError, Frame, render, render_with};
 use crate::admin::session::CurrentAdmin;
 use crate::admin::views::EndpointRow;
 use crate::api::AppState;
+use crate::records::validate::FieldError;
 use crate::webhooks::endpoint::EndpointError;
-use axum::extract::Extension;
 
 /// Endpoints per page of the list.
 const PAGE: usize = 50;
@@ -127,6 +127,15 @@ fn form_page(admin: &CurrentAdmin, form: EndpointForm, status: StatusCode) -> Re
     )
 }
 
+/// The form again, with what was wrong marked.
+fn refused(admin: &CurrentAdmin, shown: EndpointForm, errors: &[FieldError]) -> Response {
+    form_page(
+        admin,
+        shown.with_errors(errors),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+}
+
 pub async fn new_form(Extension(admin): Extension<CurrentAdmin>) -> Response {
     form_page(&admin, EndpointForm::blank(), StatusCode::OK)
 }
@@ -138,24 +147,14 @@ pub async fn create(
     let (shown, body) = EndpointForm::submitted(&form.fields, None);
     let body = match body {
         Ok(body) => body,
-        Err(errors) => {
-            return Ok(form_page(
-                &form.admin,
-                shown.with_errors(&errors),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ));
-        }
+        Err(errors) => return Ok(refused(&form.admin, shown, &errors)),
     };
     match state.endpoints.create(&body, &form.admin.actor).await {
         Ok(created) => {
             let id = created["id"].as_str().unwrap_or_default();
             Ok(Redirect::to(&format!("/admin/integrations/{id}?notice=created")).into_response())
         }
-        Err(EndpointError::Invalid(errors)) => Ok(form_page(
-            &form.admin,
-            shown.with_errors(&errors),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )),
+        Err(EndpointError::Invalid(errors)) => Ok(refused(&form.admin, shown, &errors)),
         Err(err) => Err(err.into()),
     }
 }
@@ -182,13 +181,7 @@ pub async fn update(
     let (shown, patch) = EndpointForm::submitted(&form.fields, Some(&current));
     let patch = match patch {
         Ok(patch) => patch,
-        Err(errors) => {
-            return Ok(form_page(
-                &form.admin,
-                shown.with_errors(&errors),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ));
-        }
+        Err(errors) => return Ok(refused(&form.admin, shown, &errors)),
     };
     let before = current["updated_at"].clone();
     match state.endpoints.patch(&id, &patch, &form.admin.actor).await {
@@ -200,11 +193,7 @@ pub async fn update(
             };
             Ok(Redirect::to(&format!("/admin/integrations/{id}?notice={notice}")).into_response())
         }
-        Err(EndpointError::Invalid(errors)) => Ok(form_page(
-            &form.admin,
-            shown.with_errors(&errors),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )),
+        Err(EndpointError::Invalid(errors)) => Ok(refused(&form.admin, shown, &errors)),
         Err(err) => Err(err.into()),
     }
 }
