@@ -91,6 +91,8 @@ pub enum AdminError {
     Conflict(String),
     BadForm,
     TooLarge,
+    /// The key's request rate limit was reached.
+    RateLimited,
     Unavailable,
 }
 
@@ -125,6 +127,11 @@ impl AdminError {
                 "Form too large",
                 "The form is larger than the server accepts.".into(),
             ),
+            AdminError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "This key made more requests than the server allows per second. Wait a moment and reload.".into(),
+            ),
             AdminError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Temporarily unavailable",
@@ -145,7 +152,7 @@ impl IntoResponse for AdminError {
                 detail: &detail,
             },
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::page::AdminError;
 use crate::api::AppState;
 use crate::auth::sessions::Session;
+use crate::auth::{Principal, Role};
 use crate::events::Actor;
 
 /// The session cookie: the session's token.
@@ -56,7 +57,8 @@ pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
 }
 
 /// Let the request through with its [`CurrentAdmin`], or send the browser
-/// to the sign-in page (and forget a cookie that no longer works).
+/// to the sign-in page (and forget a cookie that no longer works). A
+/// session's requests count against its key's rate limit, as the API's do.
 pub async fn require(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let token = cookie(request.headers(), SESSION_COOKIE).unwrap_or_default();
     let session = match state.sessions.resolve(&token).await {
@@ -73,11 +75,21 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
         }
         return response;
     };
+    if state.rate_limiter.take(&session.key_id).is_err() {
+        return AdminError::RateLimited.into_response();
+    }
+    let principal = Principal {
+        key_id: session.key_id.clone(),
+        role: Role::Superadmin,
+    };
     let actor = Actor::api_key(&session.key_id).with_ip(source_ip(&request));
     request.extensions_mut().insert(CurrentAdmin {
         session,
         token,
         actor,
     });
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // For the request log: which key's session made the request.
+    response.extensions_mut().insert(principal);
+    response
 }

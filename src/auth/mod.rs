@@ -6,6 +6,8 @@
 //! table of which role may call which route lives with the routes (api).
 //! This module knows no HTTP.
 
+pub mod sessions;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,8 +23,6 @@ use crate::audit::Auditor;
 use crate::events::Actor;
 use crate::ids;
 use crate::store::{Store, StoreError, StoredKey};
-
-pub mod sessions;
 
 const KEY_PREFIX: &str = "cwk_";
 /// `last_used_at` is written at most this often per key.

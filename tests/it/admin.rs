@@ -603,3 +603,20 @@ async fn the_catalogue_lists_every_event_type_with_schema_and_example() {
         "no outside assets"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_counts_against_its_keys_rate_limit() {
+    let app = TestApp::spawn_configured(|c| c.api_rate_limit = Some(1)).await;
+    let (mut browser, _) = AdminClient::signed_in(&app, &app.admin).await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let page = browser.get("/admin/keys").await;
+        if page.status == 429 {
+            limited = Some(page);
+            break;
+        }
+        assert_eq!(page.status, 200);
+    }
+    let limited = limited.expect("the limit is reached within ten requests");
+    assert!(limited.body.contains("Too many requests"));
+}

@@ -757,6 +757,13 @@ async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
         output.contains("DEBUG") || output.contains("request"),
         "the log is not empty"
     );
+    assert!(
+        output
+            .lines()
+            .any(|l| l.contains("route=/admin/integrations/{id}/secret")
+                && l.contains("key_id=key_")),
+        "admin requests are logged by route template with the session's key id"
+    );
     for marker in markers.iter().copied().chain([
         key.as_str(),
         session.as_str(),
