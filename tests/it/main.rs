@@ -10,6 +10,7 @@ mod limits;
 mod listener;
 
 mod admin;
+mod admin_auth;
 mod admin_browser;
 mod audit;
 mod cluster;
