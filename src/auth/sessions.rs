@@ -23,8 +23,9 @@ use crate::events::Actor;
 use crate::ids;
 use crate::store::{Store, StoreError, StoredSession};
 
-/// `last_seen_at` is written at most this often per session, which is
-/// also how precisely the idle limit is kept.
+/// `last_seen_at` is written at most this often per session (or a quarter
+/// of the idle limit, if that is shorter), which is also how precisely the
+/// idle limit is kept.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +198,8 @@ impl SessionService {
             self.store.delete_session(hash).await?;
             return Ok(None);
         }
-        if stored.last_seen_at <= text_at(-duration(TOUCH_EVERY)) {
+        let touch_every = TOUCH_EVERY.min(self.settings.idle / 4);
+        if stored.last_seen_at <= text_at(-duration(touch_every)) {
             self.store.touch_session(hash, &now).await?;
         }
         Ok(Some(Session {

@@ -69,6 +69,12 @@ async fn only_superadmin_keys_sign_in_and_the_cookie_is_locked_down() {
     assert!(!cookie.contains(&app.admin), "the cookie is not the key");
     let page = browser.get("/admin/integrations").await;
     assert_eq!(page.status, 200);
+    let again = browser.get("/admin/sign-in").await;
+    assert_eq!(
+        again.location.as_deref(),
+        Some("/admin/integrations"),
+        "already signed in"
+    );
     let actions = audit_actions(&app).await;
     let admin_id = key_id_of(&app, "admin").await;
     assert!(
@@ -170,7 +176,12 @@ async fn sessions_end_at_sign_out_when_idle_and_when_their_key_is_revoked() {
     );
 
     let (mut idle, _) = AdminClient::signed_in(&app, &app.admin).await;
-    assert_eq!(idle.get("/admin/keys").await.status, 200);
+    // In use, a session outlives its idle limit…
+    for _ in 0..8 {
+        assert_eq!(idle.get("/admin/keys").await.status, 200, "in use");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // …and ends once unused for longer than it.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(idle.get("/admin/keys").await.status, 303, "idle too long");
 

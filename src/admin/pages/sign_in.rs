@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -46,7 +46,16 @@ fn sign_in_page(
     response
 }
 
-pub async fn form(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // Already signed in: straight on.
+    let token = session::cookie(&headers, SESSION_COOKIE).unwrap_or_default();
+    if !token.is_empty() && matches!(state.sessions.resolve(&token).await, Ok(Some(_))) {
+        return Redirect::to("/admin/integrations").into_response();
+    }
     let notice = match query.as_deref() {
         Some("signed_out=1") => Some("You are signed out."),
         _ => None,
