@@ -60,12 +60,37 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
     browser
         .click_and_load("a[href='/admin/integrations/new']")
         .await;
+    browser.type_into("#url", "https://localhost/hook").await;
+    browser.click("input[value='patient.created']").await;
+    browser.click("input[value='appointment.created']").await;
+    browser.click_and_load("button.primary[type=submit]").await;
+    assert!(
+        browser
+            .text("#url-error")
+            .await
+            .contains("This URL was refused")
+    );
+    assert!(
+        browser
+            .text("#url-rules")
+            .await
+            .contains("fully qualified host")
+    );
+    browser
+        .screenshot(&screenshot_path("02-endpoint-form-refused"))
+        .await;
+    for ticked in ["patient.created", "appointment.created"] {
+        let checked = browser
+            .eval(&format!(
+                "document.querySelector(\"input[value='{ticked}']\").checked"
+            ))
+            .await;
+        assert_eq!(checked, json!(true), "{ticked} stays ticked");
+    }
     browser.type_into("#url", &listener.url("browser")).await;
     browser
         .type_into("#description", "Front desk app <script>alert(1)</script>")
         .await;
-    browser.click("input[value='patient.created']").await;
-    browser.click("input[value='appointment.created']").await;
     browser
         .type_into("input[name=header_name]", "Authorization")
         .await;
@@ -73,7 +98,7 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
         .type_into("input[name=header_value]", "Bearer from-the-form")
         .await;
     browser
-        .screenshot(&screenshot_path("02-endpoint-form"))
+        .screenshot(&screenshot_path("03-endpoint-form"))
         .await;
     browser.click_and_load("button.primary[type=submit]").await;
     assert!(
@@ -138,7 +163,7 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
         )
         .await;
     browser
-        .screenshot(&screenshot_path("03-endpoint-failing"))
+        .screenshot(&screenshot_path("04-endpoint-failing"))
         .await;
 
     // Fixed, then retried from the page: it succeeds.
@@ -188,7 +213,7 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
             .contains("The secret was rotated")
     );
     browser
-        .screenshot(&screenshot_path("04-endpoint-secret"))
+        .screenshot(&screenshot_path("05-endpoint-secret"))
         .await;
 
     // A test event, with its result.
@@ -238,13 +263,13 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
     assert!(table.contains("switched off by an admin"), "{table}");
     assert!(table.contains("the receiver answered 410 Gone"), "{table}");
     browser
-        .screenshot(&screenshot_path("05-integrations"))
+        .screenshot(&screenshot_path("06-integrations"))
         .await;
     browser.set_width(390, 844).await;
     for (page, name) in [
-        ("/admin/integrations".to_owned(), "06-integrations-narrow"),
-        (endpoint_path.clone(), "07-endpoint-narrow"),
-        (format!("{endpoint_path}/edit"), "08-endpoint-form-narrow"),
+        ("/admin/integrations".to_owned(), "07-integrations-narrow"),
+        (endpoint_path.clone(), "08-endpoint-narrow"),
+        (format!("{endpoint_path}/edit"), "09-endpoint-form-narrow"),
     ] {
         browser.goto(&format!("{base}{page}")).await;
         let fits = browser
@@ -267,12 +292,12 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
     for (page, name, expect) in [
         (
             "/admin/event-types",
-            "09-event-catalogue",
+            "10-event-catalogue",
             "patient.created",
         ),
-        ("/admin/egress", "10-egress", "egress-bind"),
-        ("/admin/keys", "11-api-keys", "admin"),
-        ("/admin/audit", "12-audit-log", "endpoint.secret_revealed"),
+        ("/admin/egress", "11-egress", "egress-bind"),
+        ("/admin/keys", "12-api-keys", "admin"),
+        ("/admin/audit", "13-audit-log", "endpoint.secret_revealed"),
     ] {
         browser.goto(&format!("{base}{page}")).await;
         assert!(browser.text("main").await.contains(expect), "{page}");
@@ -286,7 +311,7 @@ async fn a_superadmin_manages_an_integration_in_a_real_browser() {
         json!(true)
     );
     browser
-        .screenshot(&screenshot_path("13-endpoint-edit"))
+        .screenshot(&screenshot_path("14-endpoint-edit"))
         .await;
 
     // Signing out.
