@@ -52,17 +52,29 @@ pub struct AdminForm {
     pub fields: Fields,
 }
 
-/// True when the request names no origin, or this server's.
+/// True when the request names no origin, or this server's: the host the
+/// browser asked for (`Host`, or `X-Forwarded-Host` from a proxy in front).
+/// A page elsewhere cannot set either of those on a form it submits.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.to_str().ok().and_then(|o| {
+    let Some(origin_host) = origin.to_str().ok().and_then(|o| {
         o.strip_prefix("http://")
             .or_else(|| o.strip_prefix("https://"))
-    });
-    matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    }) else {
+        return false;
+    };
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(',').next())
+        .map(str::trim);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    [host, forwarded]
+        .into_iter()
+        .flatten()
+        .any(|h| h.eq_ignore_ascii_case(origin_host))
 }
 
 /// The body of a form, within the size limit.

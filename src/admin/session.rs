@@ -26,6 +26,18 @@ pub struct CurrentAdmin {
     /// The actor for audit entries and events: the session's key, from
     /// the request's address.
     pub actor: Actor,
+    /// Whether cookies set in answer carry `Secure`.
+    pub secure_cookies: bool,
+}
+
+/// Cookies are `Secure` when chartwire serves TLS itself, or when the
+/// proxy in front says the browser came over HTTPS (that can only make
+/// them stricter).
+pub fn secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
+    state.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -61,6 +73,7 @@ pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
 /// session's requests count against its key's rate limit, as the API's do.
 pub async fn require(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let token = cookie(request.headers(), SESSION_COOKIE).unwrap_or_default();
+    let secure = secure_cookies(&state, request.headers());
     let session = match state.sessions.resolve(&token).await {
         Ok(session) => session,
         Err(err) => return AdminError::from(err).into_response(),
@@ -70,7 +83,7 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
         if !token.is_empty() {
             response.headers_mut().append(
                 header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, "", 0, state.secure_cookies),
+                set_cookie(SESSION_COOKIE, "", 0, secure),
             );
         }
         return response;
@@ -87,6 +100,7 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
         session,
         token,
         actor,
+        secure_cookies: secure,
     });
     let mut response = next.run(request).await;
     // For the request log: which key's session made the request.

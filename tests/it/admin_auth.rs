@@ -223,3 +223,43 @@ async fn a_session_counts_against_its_keys_rate_limit() {
     let limited = limited.expect("the limit is reached within ten requests");
     assert!(limited.body.contains("Too many requests"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_tls_proxy_cookies_are_secure_and_the_forwarded_origin_counts() {
+    let app = TestApp::spawn().await;
+    let proxy = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "ehr.clinic.example"),
+    ];
+    let mut browser = AdminClient::new(&app);
+    let form = browser.get_with("/admin/sign-in", &proxy).await;
+    assert!(
+        form.set_cookies.iter().all(|c| c.contains("; Secure")),
+        "{:?}",
+        form.set_cookies
+    );
+    let body = serde_urlencoded::to_string([("csrf", form.csrf()), ("api_key", app.admin.clone())])
+        .unwrap();
+    let mut headers = proxy.to_vec();
+    headers.push(("origin", "https://ehr.clinic.example"));
+    let landed = browser.post_with("/admin/sign-in", body, &headers).await;
+    assert_eq!(landed.status, 303, "{}", landed.body);
+    assert!(landed.set_cookies.iter().all(|c| c.contains("; Secure")));
+    // The same form from a page that is neither the host nor the forwarded host.
+    let (mut other, _) = AdminClient::signed_in(&app, &app.admin).await;
+    let csrf = other.get("/admin/keys").await.csrf();
+    let body =
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("name", "x"), ("role", "staff")])
+            .unwrap();
+    let forged = other
+        .post_with(
+            "/admin/keys",
+            body,
+            &[
+                ("x-forwarded-host", "ehr.clinic.example"),
+                ("origin", "https://evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+}

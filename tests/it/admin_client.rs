@@ -110,13 +110,28 @@ impl AdminClient {
 
     /// POST a form with the given headers and no cookies' say.
     pub async fn post_raw(&mut self, path: &str, body: String, origin: Option<&str>) -> Page {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        self.post_with(path, body, &headers).await
+    }
+
+    /// POST a form body with exactly these extra headers.
+    pub async fn post_with(&mut self, path: &str, body: String, headers: &[(&str, &str)]) -> Page {
         let mut request = self
             .client
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.finish(request).await
+    }
+
+    /// GET with extra headers.
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Page {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         self.finish(request).await
     }

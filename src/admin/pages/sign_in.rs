@@ -25,7 +25,7 @@ struct SignInPage {
 
 /// The sign-in form, with a fresh value for the double-submit check.
 fn sign_in_page(
-    state: &AppState,
+    secure: bool,
     status: StatusCode,
     notice: Option<&'static str>,
     problem: Option<&'static str>,
@@ -41,7 +41,7 @@ fn sign_in_page(
     );
     response.headers_mut().append(
         header::SET_COOKIE,
-        session::set_cookie(SIGN_IN_COOKIE, &csrf, 3600, state.secure_cookies),
+        session::set_cookie(SIGN_IN_COOKIE, &csrf, 3600, secure),
     );
     response
 }
@@ -60,7 +60,12 @@ pub async fn form(
         Some("signed_out=1") => Some("You are signed out."),
         _ => None,
     };
-    sign_in_page(&state, StatusCode::OK, notice, None)
+    sign_in_page(
+        session::secure_cookies(&state, &headers),
+        StatusCode::OK,
+        notice,
+        None,
+    )
 }
 
 pub async fn submit(State(state): State<AppState>, request: Request) -> Response {
@@ -68,6 +73,7 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
         return AdminError::Forgery.into_response();
     }
     let expected = session::cookie(request.headers(), SIGN_IN_COOKIE).unwrap_or_default();
+    let secure = session::secure_cookies(&state, request.headers());
     let ip = session::source_ip(&request);
     let fields = match form::read_fields(request).await {
         Ok(fields) => fields,
@@ -83,7 +89,7 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
     let key = fields.get("api_key");
     if key.is_empty() {
         return sign_in_page(
-            &state,
+            secure,
             StatusCode::UNPROCESSABLE_ENTITY,
             None,
             Some("Enter a Superadmin API key."),
@@ -96,16 +102,16 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
             let headers = response.headers_mut();
             headers.append(
                 header::SET_COOKIE,
-                session::set_cookie(SESSION_COOKIE, &token, lifetime, state.secure_cookies),
+                session::set_cookie(SESSION_COOKIE, &token, lifetime, secure),
             );
             headers.append(
                 header::SET_COOKIE,
-                session::set_cookie(SIGN_IN_COOKIE, "", 0, state.secure_cookies),
+                session::set_cookie(SIGN_IN_COOKIE, "", 0, secure),
             );
             response
         }
         Err(SessionError::UnknownKey) => sign_in_page(
-            &state,
+            secure,
             StatusCode::UNAUTHORIZED,
             None,
             Some("That API key is unknown or has been revoked."),
@@ -126,7 +132,7 @@ pub async fn sign_out(State(state): State<AppState>, form: AdminForm) -> Respons
     let mut response = Redirect::to("/admin/sign-in?signed_out=1").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        session::set_cookie(SESSION_COOKIE, "", 0, state.secure_cookies),
+        session::set_cookie(SESSION_COOKIE, "", 0, form.admin.secure_cookies),
     );
     response
 }
