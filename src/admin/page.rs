@@ -89,6 +89,8 @@ pub enum AdminError {
     NotFound,
     /// The action does not fit the current state.
     Conflict(String),
+    /// A form field is not understood; the message says what it needs.
+    Invalid(String),
     BadForm,
     TooLarge,
     /// The key's request rate limit was reached.
@@ -117,6 +119,11 @@ impl AdminError {
                 "There is nothing here. It may have been deleted.".into(),
             ),
             AdminError::Conflict(why) => (StatusCode::CONFLICT, "Not possible now", why.clone()),
+            AdminError::Invalid(why) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Check the form",
+                why.clone(),
+            ),
             AdminError::BadForm => (
                 StatusCode::BAD_REQUEST,
                 "Form not understood",
@@ -184,7 +191,7 @@ impl From<EndpointError> for AdminError {
                 "The deployment already has its maximum number of endpoints; delete one first."
                     .into(),
             ),
-            EndpointError::Invalid(errors) => AdminError::Conflict(
+            EndpointError::Invalid(errors) => AdminError::Invalid(
                 errors
                     .iter()
                     .map(|e| format!("{}: {}", e.field, e.message))
@@ -200,19 +207,20 @@ impl From<EndpointError> for AdminError {
     }
 }
 
+fn messages(errors: &[crate::records::validate::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.message.clone())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl From<DeliveryError> for AdminError {
     fn from(err: DeliveryError) -> Self {
         match err {
             DeliveryError::NotFound => AdminError::NotFound,
-            DeliveryError::Invalid(errors) | DeliveryError::Conflict(errors) => {
-                AdminError::Conflict(
-                    errors
-                        .iter()
-                        .map(|e| e.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            }
+            DeliveryError::Invalid(errors) => AdminError::Invalid(messages(&errors)),
+            DeliveryError::Conflict(errors) => AdminError::Conflict(messages(&errors)),
             DeliveryError::Endpoint(err) => err.into(),
             DeliveryError::Store(err) => err.into(),
         }

@@ -418,3 +418,134 @@ async fn the_catalogue_lists_every_event_type_with_schema_and_example() {
         "no outside assets"
     );
 }
+
+fn rows(page: &str) -> usize {
+    page.matches("<tr class=\"delivery\"").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_log_filters_pages_and_recovers_what_was_missed() {
+    let app = TestApp::spawn().await;
+    let listener = Listener::start().await;
+    let endpoint = app
+        .endpoint(
+            json!({"url": listener.url("log"), "events": ["patient.created", "task.created"]}),
+        )
+        .await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    for n in 0..27 {
+        app.create(
+            "patients",
+            json!({"first_name": format!("P{n}"), "last_name": "Log", "date_of_birth": "1990-01-01"}),
+        )
+        .await;
+    }
+    for title in ["Call back", "Refill"] {
+        app.create("tasks", json!({"title": title})).await;
+    }
+    listener.wait_for("log", 29, Duration::from_secs(20)).await;
+    let (mut browser, csrf) = AdminClient::signed_in(&app, &app.admin).await;
+    let path = format!("/admin/integrations/{id}");
+    // Succeeded deliveries may still be recording; wait for the log to say so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let page = browser.get(&format!("{path}?status=succeeded")).await;
+        if rows(&page.body) == 25 && page.body.contains("Older deliveries") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "the log fills up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let marker = "href=\"/admin/integrations/";
+    let older_at = first.body.find("Older deliveries").unwrap();
+    let href_at = first.body[..older_at].rfind(marker).unwrap() + "href=\"".len();
+    let href = &first.body[href_at..href_at + first.body[href_at..].find('"').unwrap()];
+    let older = browser.get(&href.replace("&amp;", "&")).await;
+    assert_eq!(rows(&older.body), 4, "the second page has the rest");
+    assert!(!older.body.contains("Older deliveries"));
+    let tasks = browser
+        .get(&format!("{path}?event_type=task.created"))
+        .await;
+    assert_eq!(rows(&tasks.body), 2);
+    assert_eq!(
+        tasks
+            .body
+            .matches("data-event-type=\"task.created\"")
+            .count(),
+        2
+    );
+    let failed = browser.get(&format!("{path}?status=failed")).await;
+    assert_eq!(rows(&failed.body), 0);
+    assert!(failed.body.contains("No deliveries match these filters"));
+    // Each delivery shows its attempts.
+    assert!(first.body.contains("Attempts of dlv_"));
+    assert!(
+        first
+            .body
+            .contains("<span class=\"outcome ok\">HTTP 200</span>")
+    );
+
+    // Missed while disabled, then recovered from the page.
+    let off = browser
+        .post(
+            &format!("{path}/enabled"),
+            &[("csrf", &csrf), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(off.status, 303);
+    for n in 0..3 {
+        app.create(
+            "patients",
+            json!({"first_name": format!("Missed{n}"), "last_name": "Log", "date_of_birth": "1990-01-01"}),
+        )
+        .await;
+    }
+    let refused = browser
+        .post(
+            &format!("{path}/recover"),
+            &[("csrf", &csrf), ("since", "2026-01-01T00:00")],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "a disabled endpoint cannot recover");
+    let on = browser
+        .post(
+            &format!("{path}/enabled"),
+            &[("csrf", &csrf), ("enabled", "true")],
+        )
+        .await;
+    assert_eq!(on.status, 303);
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let recovered = browser
+        .post(
+            &format!("{path}/recover"),
+            &[("csrf", &csrf), ("since", &since)],
+        )
+        .await;
+    assert_eq!(recovered.status, 303, "{}", recovered.body);
+    let notice = browser.get(recovered.location.as_deref().unwrap()).await;
+    assert!(
+        notice
+            .body
+            .contains("0 failed deliveries re-queued, 3 missed events queued"),
+        "{}",
+        notice.body
+    );
+    let got = listener.wait_for("log", 32, Duration::from_secs(20)).await;
+    let names: Vec<String> = got
+        .iter()
+        .filter_map(|r| r.json()["data"]["first_name"].as_str().map(str::to_owned))
+        .collect();
+    for n in 0..3 {
+        assert!(names.contains(&format!("Missed{n}")));
+    }
+    let bad = browser
+        .post(
+            &format!("{path}/recover"),
+            &[("csrf", &csrf), ("since", "yesterday")],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("YYYY-MM-DD HH:MM"));
+}

@@ -127,6 +127,21 @@ struct DetailPage {
     refresh_url: String,
 }
 
+/// The delivery log's query string for these filters and this page.
+fn log_query(status: &Option<String>, event_type: &Option<String>, before: Option<i64>) -> String {
+    let mut pairs = Vec::new();
+    if let Some(before) = before {
+        pairs.push(("before", format!("dlv_{before}")));
+    }
+    if let Some(status) = status {
+        pairs.push(("status", status.clone()));
+    }
+    if let Some(event_type) = event_type {
+        pairs.push(("event_type", event_type.clone()));
+    }
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}
+
 async fn detail_page(
     state: &AppState,
     admin: &CurrentAdmin,
@@ -160,30 +175,11 @@ async fn detail_page(
     }
     let mut event_types = catalogue::expand(&strings(&view["events"])).unwrap_or_default();
     event_types.push(catalogue::TEST_EVENT.to_owned());
-    let mut current = Vec::new();
-    if let Some(s) = &status_filter {
-        current.push(("status".to_owned(), s.clone()));
-    }
-    if let Some(t) = &type_filter {
-        current.push(("event_type".to_owned(), t.clone()));
-    }
-    if let Some(b) = before {
-        current.push(("before".to_owned(), format!("dlv_{b}")));
-    }
     let refresh_url = format!(
         "/admin/integrations/{id}?{}",
-        serde_urlencoded::to_string(current).unwrap_or_default()
+        log_query(&status_filter, &type_filter, before)
     );
-    let older = next.map(|n| {
-        let mut pairs = vec![("before".to_owned(), format!("dlv_{n}"))];
-        if let Some(s) = &status_filter {
-            pairs.push(("status".into(), s.clone()));
-        }
-        if let Some(t) = &type_filter {
-            pairs.push(("event_type".into(), t.clone()));
-        }
-        serde_urlencoded::to_string(pairs).unwrap_or_default()
-    });
+    let older = next.map(|n| log_query(&status_filter, &type_filter, Some(n)));
     let endpoint = Summary::new(&view);
     let title = if endpoint.description.is_empty() {
         "Endpoint".to_owned()
@@ -351,7 +347,7 @@ pub async fn recover(
     form: AdminForm,
 ) -> Result<Response, AdminError> {
     let Some(since) = since_text(form.fields.get("since")) else {
-        return Err(AdminError::Conflict(
+        return Err(AdminError::Invalid(
             "Give the time to recover from as YYYY-MM-DD HH:MM (UTC).".into(),
         ));
     };
