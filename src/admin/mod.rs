@@ -67,7 +67,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/event-types", get(catalogue::event_types))
         .route("/admin/egress", get(catalogue::egress))
         .route("/admin/keys", get(keys::list).post(keys::create))
-        .route("/admin/keys/{id}/revoke", post(keys::revoke))
+        .route(
+            "/admin/keys/{id}/revoke",
+            get(keys::confirm_revoke).post(keys::revoke),
+        )
         .route("/admin/audit", get(audit::list))
         .route("/admin/sign-out", post(sign_in::sign_out))
         .route("/admin/{*rest}", get(page::not_found))

@@ -50,6 +50,17 @@ impl Frame {
     pub fn is(&self, section: &str) -> bool {
         self.section == section
     }
+
+    /// The section's name and page, for the breadcrumb.
+    pub fn crumb(&self) -> (&'static str, &'static str) {
+        match self.section {
+            "event-types" => ("Event catalogue", "/admin/event-types"),
+            "egress" => ("Egress addresses", "/admin/egress"),
+            "keys" => ("API keys", "/admin/keys"),
+            "audit" => ("Audit log", "/admin/audit"),
+            _ => ("Integrations", "/admin/integrations"),
+        }
+    }
 }
 
 /// Render a page with the given status.

@@ -362,10 +362,22 @@ async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
     let listed = browser.get("/admin/keys").await;
     assert!(!listed.body.contains(key), "shown only once");
     let id = key_id_of(&app, "Lab <b>feed</b>").await;
+    let confirm = browser.get(&format!("/admin/keys/{id}/revoke")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("This cannot be undone"));
+    assert!(confirm.body.contains("Lab &#60;b&#62;feed&#60;/b&#62;"));
     let revoked = browser
         .post(&format!("/admin/keys/{id}/revoke"), &[("csrf", &csrf)])
         .await;
     assert_eq!(revoked.status, 303);
+    assert_eq!(
+        browser
+            .get(&format!("/admin/keys/{id}/revoke"))
+            .await
+            .status,
+        404,
+        "a revoked key has nothing left to revoke"
+    );
     tokio::time::sleep(chartwire::auth::AUTH_CACHE_TTL).await;
     assert_eq!(
         app.call(reqwest::Method::GET, "/api/v1/patients", Some(key), None)

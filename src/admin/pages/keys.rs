@@ -123,6 +123,38 @@ pub async fn create(
     }
 }
 
+#[derive(Template)]
+#[template(path = "key_revoke.html")]
+struct RevokePage {
+    frame: Frame,
+    id: String,
+    name: String,
+    role: &'static str,
+    is_current: bool,
+}
+
+pub async fn confirm_revoke(
+    State(state): State<AppState>,
+    Extension(admin): Extension<CurrentAdmin>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let keys = state.keys.list(None, MAX_LISTED).await?;
+    let key = keys
+        .into_iter()
+        .find(|k| k.id == id && k.revoked_at.is_none())
+        .ok_or(AdminError::NotFound)?;
+    Ok(render_with(
+        StatusCode::OK,
+        &RevokePage {
+            frame: Frame::new(&admin, "keys", "Revoke API key"),
+            is_current: key.id == admin.session.key_id,
+            name: key.name,
+            role: key.role.as_str(),
+            id: key.id,
+        },
+    ))
+}
+
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
