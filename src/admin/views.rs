@@ -208,3 +208,25 @@ impl DeliveryView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{outcome, percent};
+
+    #[test]
+    fn rates_and_outcomes_read_well() {
+        assert_eq!(percent(0, 0), "—");
+        assert_eq!(percent(3, 4), "75.0 %");
+        assert_eq!(percent(4, 4), "100 %");
+        assert_eq!(percent(0, 7), "0 %");
+        assert_eq!(outcome(Some(204), None), ("HTTP 204".to_owned(), true));
+        assert_eq!(
+            outcome(Some(500), Some("http_status")),
+            ("HTTP 500".to_owned(), false)
+        );
+        assert_eq!(
+            outcome(None, Some("timeout")),
+            ("timed out".to_owned(), false)
+        );
+    }
+}

@@ -376,3 +376,26 @@ pub async fn retry(
     let endpoint = views::text(&shown, "endpoint_id");
     Ok(Redirect::to(&format!("/admin/integrations/{endpoint}?notice=retried")).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::since_text;
+
+    #[test]
+    fn recover_times_are_utc_unless_they_say_otherwise() {
+        assert_eq!(
+            since_text("2026-12-03T10:30").as_deref(),
+            Some("2026-12-03T10:30:00+00:00")
+        );
+        assert_eq!(
+            since_text("2026-12-03T10:30:15").as_deref(),
+            Some("2026-12-03T10:30:15+00:00")
+        );
+        assert_eq!(
+            since_text("2026-12-03T10:30:00+02:00").as_deref(),
+            Some("2026-12-03T08:30:00+00:00")
+        );
+        assert_eq!(since_text("yesterday"), None);
+        assert_eq!(since_text(""), None);
+    }
+}
