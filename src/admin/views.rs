@@ -91,33 +91,48 @@ impl LastAttempt {
     }
 }
 
-/// One row of the Integrations table.
-pub struct EndpointRow {
+/// What every view of an endpoint starts with: which it is, whether it is
+/// sent to (and why not), and how its latest attempt went.
+pub struct EndpointHead {
     pub id: String,
     pub url: String,
     pub description: String,
     pub status: String,
     pub status_label: &'static str,
+    /// Why it is not sent to; empty when enabled.
     pub reason: &'static str,
-    /// Successful attempts out of all in the last 24 hours, as a percentage.
-    pub success_rate: String,
-    pub attempts_24h: i64,
     pub last: LastAttempt,
 }
 
-impl EndpointRow {
-    pub fn new(view: &Value, attempts: i64, succeeded: i64) -> EndpointRow {
+impl EndpointHead {
+    pub fn of(view: &Value) -> EndpointHead {
         let status = text(view, "status");
-        EndpointRow {
+        EndpointHead {
             id: text(view, "id"),
             url: text(view, "url"),
             description: text(view, "description"),
             status_label: status_label(&status),
             reason: reason_text(view["disabled_reason"].as_str().unwrap_or("")),
             status,
+            last: LastAttempt::of(view),
+        }
+    }
+}
+
+/// One row of the Integrations table.
+pub struct EndpointRow {
+    pub head: EndpointHead,
+    /// Successful attempts out of all in the last 24 hours, as a percentage.
+    pub success_rate: String,
+    pub attempts_24h: i64,
+}
+
+impl EndpointRow {
+    pub fn new(view: &Value, attempts: i64, succeeded: i64) -> EndpointRow {
+        EndpointRow {
+            head: EndpointHead::of(view),
             success_rate: percent(succeeded, attempts),
             attempts_24h: attempts,
-            last: LastAttempt::of(view),
         }
     }
 }

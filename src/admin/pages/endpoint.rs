@@ -43,12 +43,7 @@ struct Extras {
 }
 
 pub struct Summary {
-    pub id: String,
-    pub url: String,
-    pub description: String,
-    pub status: String,
-    pub status_label: &'static str,
-    pub reason: &'static str,
+    pub head: views::EndpointHead,
     pub events: Vec<String>,
     pub headers: Vec<(String, String)>,
     pub ordering: String,
@@ -57,20 +52,13 @@ pub struct Summary {
     pub rotation_ends: String,
     pub created: String,
     pub updated: String,
-    pub last: views::LastAttempt,
     pub failing_since: String,
 }
 
 impl Summary {
     fn new(view: &Value) -> Summary {
-        let status = views::text(view, "status");
         Summary {
-            id: views::text(view, "id"),
-            url: views::text(view, "url"),
-            description: views::text(view, "description"),
-            status_label: views::status_label(&status),
-            reason: views::reason_text(view["disabled_reason"].as_str().unwrap_or("")),
-            status,
+            head: views::EndpointHead::of(view),
             events: strings(&view["events"]),
             headers: view["headers"]
                 .as_object()
@@ -86,13 +74,12 @@ impl Summary {
             rotation_ends: views::time(view, "secret_rotation_ends_at"),
             created: views::time(view, "created_at"),
             updated: views::time(view, "updated_at"),
-            last: views::LastAttempt::of(view),
             failing_since: views::time(&view["health"], "failing_since"),
         }
     }
 
     pub fn enabled(&self) -> bool {
-        self.status == "enabled"
+        self.head.status == "enabled"
     }
 }
 
@@ -181,10 +168,10 @@ async fn detail_page(
     );
     let older = next.map(|n| log_query(&status_filter, &type_filter, Some(n)));
     let endpoint = Summary::new(&view);
-    let title = if endpoint.description.is_empty() {
+    let title = if endpoint.head.description.is_empty() {
         "Endpoint".to_owned()
     } else {
-        endpoint.description.clone()
+        endpoint.head.description.clone()
     };
     let recover_since = (chrono::Utc::now() - chrono::Duration::hours(24))
         .format("%Y-%m-%dT%H:%M")

@@ -95,7 +95,9 @@ pub async fn list(
             EndpointRow::new(view, attempts, succeeded)
         })
         .collect();
-    let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let next = more
+        .then(|| rows.last().map(|r| r.head.id.clone()))
+        .flatten();
     Ok(render(&IntegrationsPage {
         frame: Frame::new(&admin, "integrations", "Integrations").with_notice(notice(&params)),
         rows,
