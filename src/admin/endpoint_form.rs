@@ -133,33 +133,14 @@ impl EndpointForm {
             max_in_flight: String::new(),
             all_records: false,
             groups: groups_for(&[]),
-            headers: (0..SPARE_HEADER_ROWS).map(|_| HeaderRow::empty()).collect(),
+            headers: header_rows(None),
             errors: Vec::new(),
         }
     }
 
     /// The form for an existing endpoint, as the API shows it.
     pub fn from_view(view: &Value) -> EndpointForm {
-        let patterns: Vec<String> = view["events"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut headers: Vec<HeaderRow> = view["headers"]
-            .as_object()
-            .map(|h| {
-                h.iter()
-                    .map(|(name, masked)| HeaderRow {
-                        name: name.clone(),
-                        placeholder: format!("unchanged ({})", masked.as_str().unwrap_or("…")),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        headers.extend((0..SPARE_HEADER_ROWS).map(|_| HeaderRow::empty()));
+        let patterns = super::views::strings(&view["events"]);
         EndpointForm {
             id: view["id"].as_str().map(str::to_owned),
             url: super::views::text(view, "url"),
@@ -178,7 +159,7 @@ impl EndpointForm {
                 .unwrap_or_default(),
             all_records: patterns.iter().any(|p| p == "*"),
             groups: groups_for(&patterns),
-            headers,
+            headers: header_rows(Some(view)),
             errors: Vec::new(),
         }
     }
@@ -250,8 +231,7 @@ impl EndpointForm {
         let current_headers = current.and_then(|c| c["headers"].as_object());
         let headers = submitted_headers(fields, current_headers, &mut errors);
         body.insert("headers".into(), Value::Object(headers));
-        let patterns: Vec<String> = events.clone();
-        let mut form = EndpointForm {
+        let form = EndpointForm {
             id: current.and_then(|c| c["id"].as_str().map(str::to_owned)),
             url: fields.get("url").to_owned(),
             description: description.to_owned(),
@@ -264,14 +244,10 @@ impl EndpointForm {
             enabled,
             rate_limit: fields.get("rate_limit").to_owned(),
             max_in_flight: fields.get("max_in_flight").to_owned(),
-            all_records: patterns.iter().any(|p| p == "*"),
-            groups: groups_for(&patterns),
-            headers: Vec::new(),
+            all_records: events.iter().any(|p| p == "*"),
+            groups: groups_for(&events),
+            headers: header_rows(current),
             errors: Vec::new(),
-        };
-        form.headers = match current {
-            Some(c) => EndpointForm::from_view(c).headers,
-            None => (0..SPARE_HEADER_ROWS).map(|_| HeaderRow::empty()).collect(),
         };
         if errors.is_empty() {
             (form, Ok(Value::Object(body)))
@@ -314,13 +290,22 @@ impl EndpointForm {
     }
 }
 
-impl HeaderRow {
-    fn empty() -> HeaderRow {
-        HeaderRow {
+/// A row per existing header of `current` (the endpoint as the API shows
+/// it), then empty rows for new ones.
+fn header_rows(current: Option<&Value>) -> Vec<HeaderRow> {
+    let existing = current.and_then(|c| c["headers"].as_object());
+    existing
+        .into_iter()
+        .flatten()
+        .map(|(name, masked)| HeaderRow {
+            name: name.clone(),
+            placeholder: format!("unchanged ({})", masked.as_str().unwrap_or("…")),
+        })
+        .chain((0..SPARE_HEADER_ROWS).map(|_| HeaderRow {
             name: String::new(),
             placeholder: String::new(),
-        }
-    }
+        }))
+        .collect()
 }
 
 /// The `headers` object of the body: on edit a merge, where a kept name

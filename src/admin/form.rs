@@ -1,6 +1,7 @@
-//! Reading submitted forms. Every POST handler takes an [`AdminForm`], which
-//! only exists for a signed-in admin whose form carries the session's CSRF
-//! token and, when the browser names one, this server's origin.
+//! Reading submitted forms and query strings. Every POST handler takes an
+//! [`AdminForm`], which only exists for a signed-in admin whose form carries
+//! the session's CSRF token and, when the browser names one, this server's
+//! origin.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
@@ -103,4 +104,19 @@ impl FromRequest<AppState> for AdminForm {
         }
         Ok(AdminForm { admin, fields })
     }
+}
+
+/// A query string's parameters.
+pub fn params(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default()
+}
+
+/// A parameter's value; `None` when absent or empty.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
 }

@@ -5,6 +5,7 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::form::param;
 use super::session::CurrentAdmin;
 use crate::auth::AuthError;
 use crate::store::StoreError;
@@ -80,6 +81,32 @@ pub fn render_with(status: StatusCode, page: &impl Template) -> Response {
 
 pub fn render(page: &impl Template) -> Response {
     render_with(StatusCode::OK, page)
+}
+
+/// A destructive action, asked about on a page of its own before it is
+/// taken (so the question works without script).
+pub struct Confirm {
+    /// "Delete the endpoint", followed by the subject and a question mark.
+    pub question: &'static str,
+    pub subject: String,
+    /// What follows from it (before "This cannot be undone.").
+    pub consequence: String,
+    /// Where the form posts.
+    pub action: String,
+    pub button: &'static str,
+    /// Where "Keep it" leads.
+    pub back: String,
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    frame: Frame,
+    confirm: Confirm,
+}
+
+pub fn render_confirm(frame: Frame, confirm: Confirm) -> Response {
+    render(&ConfirmPage { frame, confirm })
 }
 
 #[derive(Template)]
@@ -246,6 +273,31 @@ impl From<AuthError> for AdminError {
             other => AdminError::Conflict(other.to_string()),
         }
     }
+}
+
+/// What a redirect after an action says it did (fixed texts, never input).
+pub fn notice(params: &[(String, String)]) -> Option<String> {
+    let text = match param(params, "notice")? {
+        "created" => "The endpoint was added. It receives the events you ticked from now on.",
+        "saved" => "Your changes were saved.",
+        "unchanged" => "Nothing changed.",
+        "deleted" => "The endpoint was deleted; its pending deliveries were cancelled.",
+        "enabled" => "The endpoint is enabled again. Use “Recover” to send what it missed.",
+        "disabled" => "The endpoint is disabled; it is sent nothing until enabled.",
+        "retried" => "The delivery was queued for another attempt.",
+        "recovered" => {
+            let requeued = param(params, "requeued").and_then(|n| n.parse::<u64>().ok());
+            let created = param(params, "created").and_then(|n| n.parse::<u64>().ok());
+            return Some(format!(
+                "Recovery started: {} failed deliveries re-queued, {} missed events queued.",
+                requeued.unwrap_or(0),
+                created.unwrap_or(0)
+            ));
+        }
+        "key_revoked" => "The key was revoked; it stops working at once.",
+        _ => return None,
+    };
+    Some(text.to_owned())
 }
 
 pub async fn not_found() -> AdminError {

@@ -1,8 +1,6 @@
 //! Cookies and the session check in front of every signed-in page.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -61,13 +59,6 @@ pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Header
     .unwrap_or_else(|_| HeaderValue::from_static("cw_invalid=; Max-Age=0"))
 }
 
-pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
-}
-
 /// Let the request through with its [`CurrentAdmin`], or send the browser
 /// to the sign-in page (and forget a cookie that no longer works). A
 /// session's requests count against its key's rate limit, as the API's do.
@@ -95,7 +86,7 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
         key_id: session.key_id.clone(),
         role: Role::Superadmin,
     };
-    let actor = Actor::api_key(&session.key_id).with_ip(source_ip(&request));
+    let actor = Actor::api_key(&session.key_id).with_ip(crate::api::source_ip(&request));
     request.extensions_mut().insert(CurrentAdmin {
         session,
         token,

@@ -14,6 +14,18 @@ pub fn text(value: &Value, key: &str) -> String {
     }
 }
 
+/// The strings of a JSON array (nothing for anything else).
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn time(value: &Value, key: &str) -> String {
     value[key].as_str().map(when).unwrap_or_default()
 }

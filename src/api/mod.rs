@@ -312,10 +312,7 @@ async fn authorize(
     if rule == access::Access::Public {
         return next.run(request).await;
     }
-    let source_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+    let source_ip = source_ip(&request);
     let principal = match authenticate(&state, request.headers()).await {
         Ok(principal) => principal,
         Err(err) => {
@@ -353,6 +350,14 @@ async fn authorize(
     // For the request log, which sits outside this layer.
     response.extensions_mut().insert(principal);
     response
+}
+
+/// The address a request came from (for the audit log).
+pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 /// `Authorization: Bearer <key>`, or Basic with the key as the password.

@@ -55,11 +55,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether a submitted form's token is this session's (constant time).
+    /// Whether a submitted form's token is this session's.
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        presented.len() == self.csrf_token.len()
-            && bool::from(presented.as_bytes().ct_eq(self.csrf_token.as_bytes()))
+        tokens_match(presented, &self.csrf_token)
     }
+}
+
+/// Whether a presented token is the expected one, in constant time; an
+/// empty expected token matches nothing.
+pub fn tokens_match(presented: &str, expected: &str) -> bool {
+    !expected.is_empty()
+        && presented.len() == expected.len()
+        && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 #[derive(Debug, Error)]
@@ -134,7 +141,7 @@ impl SessionService {
         &self,
         api_key: &str,
         source_ip: Option<std::net::IpAddr>,
-    ) -> Result<(String, Session), SessionError> {
+    ) -> Result<String, SessionError> {
         let Some(principal) = self.keys.authenticate(api_key.trim()).await? else {
             self.audit.failed_authentication(source_ip).await;
             return Err(SessionError::UnknownKey);
@@ -157,22 +164,7 @@ impl SessionService {
         self.audit
             .record(&actor, "admin.signed_in", None, None)
             .await;
-        let session = self.session_of(&token, principal.key_id).await?;
-        Ok((token, session))
-    }
-
-    async fn session_of(&self, token: &str, key_id: String) -> Result<Session, StoreError> {
-        let key_name = self
-            .store
-            .find_key(&key_id)
-            .await?
-            .map(|k| k.name)
-            .unwrap_or_default();
-        Ok(Session {
-            key_id,
-            key_name,
-            csrf_token: csrf_of(token),
-        })
+        Ok(token)
     }
 
     /// The session a token belongs to, if it is still good. Counts as

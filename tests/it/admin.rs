@@ -172,13 +172,7 @@ async fn admin_actions_use_the_domain_and_land_in_the_audit_log() {
         )
         .await;
     assert_eq!(created.status, 303, "{}", created.body);
-    let path = created.location.unwrap();
-    let id = path
-        .trim_start_matches("/admin/integrations/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = created.endpoint_id();
     let view = app
         .get(&format!("/api/v1/webhooks/endpoints/{id}"))
         .await
@@ -347,9 +341,7 @@ async fn keys_are_shown_once_and_revoked_from_the_keys_page() {
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    let marker = "<code id=\"new-key\">";
-    let start = created.body.find(marker).expect("the new key") + marker.len();
-    let key = &created.body[start..start + created.body[start..].find('<').unwrap()];
+    let key = &created.between("<code id=\"new-key\">", '<');
     assert!(key.starts_with("cwk_"));
     assert!(created.body.contains("Lab &#60;b&#62;feed&#60;/b&#62;"));
     assert_eq!(

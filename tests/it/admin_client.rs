@@ -13,12 +13,29 @@ pub struct Page {
 }
 
 impl Page {
+    /// The text after the first `marker`, up to (not including) `end`.
+    pub fn between(&self, marker: &str, end: char) -> String {
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("`{marker}` is not on the page"))
+            + marker.len();
+        let len = self.body[start..].find(end).expect("the text's end");
+        self.body[start..start + len].to_owned()
+    }
+
     /// The CSRF token of the first form on the page.
     pub fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
-        let end = self.body[start..].find('"').expect("the token's end") + start;
-        self.body[start..end].to_owned()
+        self.between("name=\"csrf\" value=\"", '"')
+    }
+
+    /// The id of the endpoint a redirect leads to (after adding one).
+    pub fn endpoint_id(&self) -> String {
+        let location = self.location.as_deref().expect("a redirect");
+        let path = location.split('?').next().unwrap();
+        path.strip_prefix("/admin/integrations/")
+            .expect("an endpoint's page")
+            .to_owned()
     }
 }
 

@@ -703,21 +703,14 @@ async fn no_phi_or_secret_reaches_logs_metrics_or_problems_at_debug_level() {
         )
         .await;
     assert_eq!(added.status, 303, "{}", added.body);
-    let page = added.location.unwrap();
-    let endpoint = page
-        .trim_start_matches("/admin/integrations/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let endpoint = added.endpoint_id();
     let revealed = admin
         .post(
             &format!("/admin/integrations/{endpoint}/secret"),
             &[("csrf", &csrf)],
         )
         .await;
-    let start = revealed.body.find("whsec_").expect("the revealed secret");
-    let secret = revealed.body[start..start + revealed.body[start..].find('<').unwrap()].to_owned();
+    let secret = format!("whsec_{}", revealed.between("whsec_", '<'));
     let refused = admin
         .post(
             "/admin/integrations",

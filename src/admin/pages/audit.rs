@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::{Extension, RawQuery, State};
 use axum::response::Response;
 
-use super::integrations::{param, params};
+use crate::admin::form::{param, params};
 use crate::admin::page::{AdminError, Frame, render, when};
 use crate::admin::session::CurrentAdmin;
 use crate::admin::views::text;

@@ -8,8 +8,9 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-use super::integrations::{notice, param, params};
 use crate::admin::form::AdminForm;
+use crate::admin::form::{param, params};
+use crate::admin::page::notice;
 use crate::admin::page::{AdminError, Frame, render};
 use crate::admin::session::CurrentAdmin;
 use crate::admin::views::{self, DeliveryView};
@@ -59,7 +60,7 @@ impl Summary {
     fn new(view: &Value) -> Summary {
         Summary {
             head: views::EndpointHead::of(view),
-            events: strings(&view["events"]),
+            events: views::strings(&view["events"]),
             headers: view["headers"]
                 .as_object()
                 .map(|h| {
@@ -81,17 +82,6 @@ impl Summary {
     pub fn enabled(&self) -> bool {
         self.head.status == "enabled"
     }
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -160,7 +150,7 @@ async fn detail_page(
             Err(err) => return Err(err.into()),
         }
     }
-    let mut event_types = catalogue::expand(&strings(&view["events"])).unwrap_or_default();
+    let mut event_types = catalogue::expand(&views::strings(&view["events"])).unwrap_or_default();
     event_types.push(catalogue::TEST_EVENT.to_owned());
     let refresh_url = format!(
         "/admin/integrations/{id}?{}",

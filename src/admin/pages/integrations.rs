@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::admin::endpoint_form::EndpointForm;
-use crate::admin::form::AdminForm;
-use crate::admin::page::{AdminError, Frame, render, render_with};
+use crate::admin::form::{AdminForm, param, params};
+use crate::admin::page::{AdminError, Confirm, Frame, notice, render, render_confirm, render_with};
 use crate::admin::session::CurrentAdmin;
-use crate::admin::views::EndpointRow;
+use crate::admin::views::{EndpointRow, text};
 use crate::api::AppState;
 use crate::records::validate::FieldError;
 use crate::webhooks::endpoint::EndpointError;
@@ -20,45 +20,6 @@ const PAGE: usize = 50;
 
 pub async fn home() -> Redirect {
     Redirect::to("/admin/integrations")
-}
-
-/// A query string's parameters.
-pub fn params(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default()
-}
-
-pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-/// What a redirect after an action says it did (fixed texts, never input).
-pub fn notice(params: &[(String, String)]) -> Option<String> {
-    let text = match param(params, "notice")? {
-        "created" => "The endpoint was added. It receives the events you ticked from now on.",
-        "saved" => "Your changes were saved.",
-        "unchanged" => "Nothing changed.",
-        "deleted" => "The endpoint was deleted; its pending deliveries were cancelled.",
-        "enabled" => "The endpoint is enabled again. Use “Recover” to send what it missed.",
-        "disabled" => "The endpoint is disabled; it is sent nothing until enabled.",
-        "retried" => "The delivery was queued for another attempt.",
-        "recovered" => {
-            let requeued = param(params, "requeued").and_then(|n| n.parse::<u64>().ok());
-            let created = param(params, "created").and_then(|n| n.parse::<u64>().ok());
-            return Some(format!(
-                "Recovery started: {} failed deliveries re-queued, {} missed events queued.",
-                requeued.unwrap_or(0),
-                created.unwrap_or(0)
-            ));
-        }
-        "key_revoked" => "The key was revoked; it stops working at once.",
-        _ => return None,
-    };
-    Some(text.to_owned())
 }
 
 #[derive(Template)]
@@ -200,27 +161,29 @@ pub async fn update(
     }
 }
 
-#[derive(Template)]
-#[template(path = "delete_confirm.html")]
-struct DeletePage {
-    frame: Frame,
-    id: String,
-    url: String,
-    description: String,
-}
-
 pub async fn confirm_delete(
     State(state): State<AppState>,
     Extension(admin): Extension<CurrentAdmin>,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
     let view = state.endpoints.get(&id).await?;
-    Ok(render(&DeletePage {
-        frame: Frame::new(&admin, "integrations", "Delete endpoint"),
-        url: crate::admin::views::text(&view, "url"),
-        description: crate::admin::views::text(&view, "description"),
-        id,
-    }))
+    let url = text(&view, "url");
+    let description = text(&view, "description");
+    Ok(render_confirm(
+        Frame::new(&admin, "integrations", "Delete endpoint"),
+        Confirm {
+            question: "Delete the endpoint",
+            subject: if description.is_empty() {
+                url
+            } else {
+                format!("{url} ({description})")
+            },
+            consequence: "It will be sent nothing more and its pending deliveries are cancelled; its delivery log stays readable until it is purged.".into(),
+            action: format!("/admin/integrations/{id}/delete"),
+            button: "Delete endpoint",
+            back: format!("/admin/integrations/{id}"),
+        },
+    ))
 }
 
 pub async fn delete(

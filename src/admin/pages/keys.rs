@@ -6,9 +6,10 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::integrations::{notice, params};
 use crate::admin::form::AdminForm;
-use crate::admin::page::{AdminError, Frame, render_with, when};
+use crate::admin::form::params;
+use crate::admin::page::notice;
+use crate::admin::page::{AdminError, Confirm, Frame, render_confirm, render_with, when};
 use crate::admin::session::CurrentAdmin;
 use crate::api::AppState;
 use crate::auth::{AuthError, KeyInfo, Role};
@@ -123,16 +124,6 @@ pub async fn create(
     }
 }
 
-#[derive(Template)]
-#[template(path = "key_revoke.html")]
-struct RevokePage {
-    frame: Frame,
-    id: String,
-    name: String,
-    role: &'static str,
-    is_current: bool,
-}
-
 pub async fn confirm_revoke(
     State(state): State<AppState>,
     Extension(admin): Extension<CurrentAdmin>,
@@ -143,14 +134,22 @@ pub async fn confirm_revoke(
         .into_iter()
         .find(|k| k.id == id && k.revoked_at.is_none())
         .ok_or(AdminError::NotFound)?;
-    Ok(render_with(
-        StatusCode::OK,
-        &RevokePage {
-            frame: Frame::new(&admin, "keys", "Revoke API key"),
-            is_current: key.id == admin.session.key_id,
-            name: key.name,
-            role: key.role.as_str(),
-            id: key.id,
+    let signs_out = if key.id == admin.session.key_id {
+        " It is the key of this session: you are signed out."
+    } else {
+        ""
+    };
+    Ok(render_confirm(
+        Frame::new(&admin, "keys", "Revoke API key"),
+        Confirm {
+            question: "Revoke the key",
+            subject: format!("{} ({}, {})", key.name, key.role.as_str(), key.id),
+            consequence: format!(
+                "Every request made with it is refused from then on, and an integration using it needs a new key.{signs_out}"
+            ),
+            action: format!("/admin/keys/{}/revoke", key.id),
+            button: "Revoke key",
+            back: "/admin/keys".into(),
         },
     ))
 }

@@ -6,13 +6,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use subtle::ConstantTimeEq;
 
 use crate::admin::form::{self, AdminForm};
 use crate::admin::page::{AdminError, render_with};
 use crate::admin::session::{self, SESSION_COOKIE, SIGN_IN_COOKIE};
 use crate::api::AppState;
-use crate::auth::sessions::SessionError;
+use crate::auth::sessions::{SessionError, tokens_match};
 use crate::ids;
 
 #[derive(Template)]
@@ -74,16 +73,12 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
     }
     let expected = session::cookie(request.headers(), SIGN_IN_COOKIE).unwrap_or_default();
     let secure = session::secure_cookies(&state, request.headers());
-    let ip = session::source_ip(&request);
+    let ip = crate::api::source_ip(&request);
     let fields = match form::read_fields(request).await {
         Ok(fields) => fields,
         Err(err) => return err.into_response(),
     };
-    let presented = fields.get("csrf");
-    let fresh = !expected.is_empty()
-        && presented.len() == expected.len()
-        && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
-    if !fresh {
+    if !tokens_match(fields.get("csrf"), &expected) {
         return AdminError::Forgery.into_response();
     }
     let key = fields.get("api_key");
@@ -96,7 +91,7 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
         );
     }
     match state.sessions.open(key, ip).await {
-        Ok((token, _)) => {
+        Ok(token) => {
             let lifetime = state.sessions.settings().lifetime.as_secs();
             let mut response = Redirect::to("/admin/integrations").into_response();
             let headers = response.headers_mut();
